@@ -1,0 +1,37 @@
+# The few commands a newcomer needs. `make run` and `make test` create and fill .venv when needed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ALL_TIERS := -m "slow or browser or not slow"
+
+.PHONY: run test test-fast index lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU-only torch: pinned so pip takes the 2.13.0+cpu wheel instead of ~6 GB of CUDA builds.
+	$(PY) -m pip install -q "torch==2.13.*"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+run: $(STAMP)            ## serve the chat on http://127.0.0.1:7860 (builds the index first)
+	$(PY) app.py
+
+test: $(STAMP)           ## every test tier: unit, real model (slow), browser
+	$(PY) -m pytest $(ALL_TIERS)
+
+test-fast: $(STAMP)      ## the quick unit tests only (fake embedder)
+	$(PY) -m pytest
+
+index: $(STAMP)          ## build or update the index
+	$(PY) -m qa index
+
+lint: $(STAMP)
+	$(PY) -m ruff check qa tests app.py
+	$(PY) -m ruff format --check qa tests app.py
+
+bench: $(STAMP)          ## the SQuAD closed-corpus benchmark (see README)
+	$(PY) -m qa eval --squad
+
+clean:
+	rm -rf index artifacts .pytest_cache

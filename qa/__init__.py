@@ -1,0 +1,47 @@
+"""Offline extractive question answering over a folder of news articles, with citations.
+
+    import qa
+    qa.build_index()                       # incremental; returns a BuildReport
+    qa.retrieve("Who plays Irving?", k=5)  # -> list[qa.Passage]
+    qa.answer("Who plays Irving?")         # -> qa.Answer (text with [n] markers, citations)
+
+Nothing heavy happens at import: the model and the index load on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .engine import Engine, get_engine
+from .errors import CorpusError, IndexCorruptError, IndexStaleError, InputError, ModelError, QAError
+from .settings import Settings
+from .types import Answer, BuildReport, Chunk, Citation, Document, Passage, Span
+
+__all__ = [
+    "Answer", "BuildReport", "Chunk", "Citation", "CorpusError", "Document", "Engine", "IndexCorruptError",
+    "IndexStaleError", "InputError", "ModelError", "Passage", "QAError", "Settings", "Span",
+    "answer", "build_index", "get_engine", "retrieve",
+]
+__version__ = "0.1.0"
+
+
+def build_index(corpus_dir: str | Path | None = None, index_dir: str | Path | None = None, *, force: bool = False) -> BuildReport:
+    """Bring the index up to date with the corpus: embeds only new or changed files."""
+    return get_engine(corpus_dir, index_dir).build_index(force=force)
+
+
+def retrieve(question: str, k: int = 5, *, corpus_dir: str | Path | None = None, index_dir: str | Path | None = None) -> list[Passage]:
+    """The k best passages for the question, best first (builds the index on first use)."""
+    return get_engine(corpus_dir, index_dir).retrieve(question, k)
+
+
+def answer(
+    question: str,
+    history: list[dict] | None = None,
+    k: int = 5,
+    *,
+    corpus_dir: str | Path | None = None,
+    index_dir: str | Path | None = None,
+) -> Answer:
+    """An extractive answer with citations, or an abstention when the articles don't support one."""
+    return get_engine(corpus_dir, index_dir).answer(question, history, k)

@@ -1,0 +1,219 @@
+"""From retrieved passages to an extractive Answer: sentence scoring, quotes, citations,
+abstention and follow-up query rewriting.
+
+Every quote is a span of the indexed text, so ``file_text[start:end] == quote`` by
+construction; the answer text is only quotes and ``[n]`` markers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import lexical
+from .index import Index
+from .retrieval import Hits
+from .settings import Settings
+from .types import Answer, Citation, Passage, Span
+
+_ANAPHORA = frozenset(
+    "he she it they him her his hers its their theirs them this that these those there then the_former the_latter".split()
+)
+_END_PUNCT = tuple('.!?"”’\')')
+_MARKER = re.compile(r"\s*\[\d+\]")
+_NAME = re.compile(r"\b[A-Z][\w’'.-]*(?:\s+(?:[A-Z][\w’'.-]*|&|of|de|van|von))*")
+
+
+# ---------------------------------------------------------------- follow-ups
+
+
+def rewrite_query(question: str, history: list[dict] | None, turns: int = 2) -> str:
+    """The question, plus context from earlier turns when it leans on them.
+
+    A follow-up (a pronoun like "he" or "it", or too few words of its own) gets the last
+    user question and the names in the last answer appended, so retrieval can find what
+    "he" refers to.
+    """
+    question = question.strip()
+    if not history:
+        return question
+    users = [m["content"] for m in history if m.get("role") == "user" and isinstance(m.get("content"), str)]
+    bots = [m["content"] for m in history if m.get("role") == "assistant" and isinstance(m.get("content"), str)]
+    ws = lexical.words(question)
+    content = lexical.tokenize(question)
+    if not users or not (set(ws) & _ANAPHORA or len(content) <= 1):
+        return question
+    context = [u.strip() for u in users[-turns:] if u.strip() and u.strip() != question][-1:]
+    if bots:
+        last = _MARKER.sub("", bots[-1])[:300]
+        names = []
+        for m in _NAME.finditer(last):
+            name = m.group(0).strip(" .")
+            if name and name.lower() not in _ANAPHORA and name not in names and len(name) > 2:
+                names.append(name)
+        context.extend(names[:4])
+    return f"{question} ({'; '.join(context)})" if context else question
+
+
+# ---------------------------------------------------------------- sentence scoring
+
+
+@dataclass(frozen=True)
+class Candidate:
+    passage: Passage
+    rank: int
+    span: Span
+    text: str
+    score: float
+    dense: float
+    coverage: float
+
+
+def quotable(text: str, min_words: int) -> bool:
+    """Prose worth quoting: enough words, ends like a sentence (or is long); not a caption,
+    heading or "RELATED CONTENT:" line."""
+    n = len(text.split())
+    if n < min_words or text.endswith(":") or not re.search(r"[a-z]", text):
+        return False
+    return text.endswith(_END_PUNCT) or n >= 12
+
+
+def _idf(index: Index, term: str) -> float:
+    n = max(1, len(index.chunks))
+    return math.log(1 + (n - index.df.get(term, 0) + 0.5) / (index.df.get(term, 0) + 0.5))
+
+
+def _matches(term: str, terms: set[str]) -> bool:
+    if term in terms:
+        return True
+    return len(term) >= 4 and any(len(t) >= 4 and (t.startswith(term) or term.startswith(t)) for t in terms)
+
+
+def coverage(index: Index, question_terms: list[str], text_terms: set[str]) -> float:
+    """IDF-weighted share of the question's terms found in the text (0..1)."""
+    uniq = list(dict.fromkeys(question_terms))
+    if not uniq:
+        return 0.0
+    weights = [_idf(index, t) for t in uniq]
+    got = sum(w for t, w in zip(uniq, weights) if _matches(t, text_terms))
+    return got / sum(weights)
+
+
+def candidates(index: Index, hits: Hits, question_terms: list[str], settings: Settings) -> list[Candidate]:
+    out: list[Candidate] = []
+    seen: set[tuple[str, int]] = set()
+    n = len(hits.passages)
+    for rank, p in enumerate(hits.passages):
+        chunk = index.chunks[p.chunk_id]
+        vecs = index.sentence_block(p.chunk_id)
+        sims = vecs @ hits.query_vector if len(vecs) else np.zeros(0)
+        for span, sim in zip(chunk.sentences, sims):
+            key = (p.source, span.start)
+            if key in seen:
+                continue
+            seen.add(key)
+            text = chunk.text[span.start - chunk.start : span.end - chunk.start]
+            if not quotable(text, settings.min_answer_words):
+                continue
+            cov = coverage(index, question_terms, set(lexical.tokenize(text)))
+            prior = 1.0 - rank / max(n, 1)
+            score = 0.5 * float(sim) + 0.4 * cov + 0.1 * prior
+            out.append(Candidate(p, rank, span, text, score, float(sim), cov))
+    out.sort(key=lambda c: -c.score)
+    return out
+
+
+# ---------------------------------------------------------------- the answer
+
+
+def confidence(index: Index, hits: Hits, question_terms: list[str], best: Candidate | None) -> float:
+    """How well the passages support an answer, in [0, 1]."""
+    if best is None or not hits.passages:
+        return 0.0
+    uniq = list(dict.fromkeys(question_terms))
+    # Share (IDF-weighted) of the question's words that occur anywhere in the corpus: a name
+    # or subject the articles never mention is the surest sign the answer is not there.
+    if uniq:
+        w = [_idf(index, t) for t in uniq]
+        known = sum(wi for t, wi in zip(uniq, w) if index.df.get(t, 0) > 0) / sum(w)
+    else:
+        known = 0.0
+    top_dense = max(p.dense_score or 0.0 for p in hits.passages)
+    z = -6.0 + 4.0 * known + 5.0 * top_dense + 3.0 * best.coverage
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def build_answer(index: Index, hits: Hits, question: str, query: str, settings: Settings) -> Answer:
+    question_terms = lexical.tokenize(query)
+    cands = candidates(index, hits, question_terms, settings)
+    best = cands[0] if cands else None
+    conf = confidence(index, hits, question_terms, best)
+    if best is None or conf < settings.abstain_threshold:
+        return Answer(
+            text="",
+            citations=[],
+            confidence=round(conf, 4),
+            abstained=True,
+            passages=hits.passages,
+            query=query,
+            message="The articles do not answer this question. The closest passages are listed, but they are not an answer.",
+        )
+    chosen = [best]
+    for c in cands[1:2]:
+        fits = len(best.text) + len(c.text) + 1 <= settings.answer_max_chars
+        if fits and c.score >= settings.second_sentence_ratio * best.score:
+            chosen.append(c)
+    spans = _merge(chosen)
+    citations, parts = [], []
+    for n, (p, span) in enumerate(spans, 1):
+        span = _fit(p, span, question_terms, settings.answer_max_chars)
+        quote = p.text[span.start - p.start : span.end - p.start]
+        citations.append(Citation(n, p.source, p.title, p.date, span.start, span.end, quote))
+        parts.append(f"{quote} [{n}]")
+    return Answer(
+        text=" ".join(parts),
+        citations=citations,
+        confidence=round(conf, 4),
+        abstained=False,
+        passages=hits.passages,
+        query=query,
+    )
+
+
+def _merge(chosen: list[Candidate]) -> list[tuple[Passage, Span]]:
+    """Chosen sentences in reading order; neighbours in the same passage become one quote."""
+    first = chosen[0]
+    rest = chosen[1:]
+    ordered = sorted(chosen, key=lambda c: (c.passage.source != first.passage.source, c.passage.source, c.span.start)) if rest else chosen
+    out: list[tuple[Passage, Span]] = []
+    for c in ordered:
+        if out:
+            p, span = out[-1]
+            gap = p.text[span.end - p.start : c.span.start - p.start] if p.chunk_id == c.passage.chunk_id else None
+            if gap is not None and c.span.start >= span.end and not gap.strip():
+                out[-1] = (p, Span(span.start, c.span.end))
+                continue
+        out.append((c.passage, c.span))
+    return out
+
+
+def _fit(p: Passage, span: Span, terms: list[str], max_chars: int) -> Span:
+    """The span, or its best window of whole words when it is longer than ``max_chars``."""
+    if span.end - span.start <= max_chars:
+        return span
+    words = [(span.start + m.start(), span.start + m.end()) for m in re.finditer(r"\S+", p.text[span.start - p.start : span.end - p.start])]
+    wanted = set(terms)
+    best, best_hits = None, -1
+    for i in range(len(words)):
+        j = i
+        while j + 1 < len(words) and words[j + 1][1] - words[i][0] <= max_chars:
+            j += 1
+        window = p.text[words[i][0] - p.start : words[j][1] - p.start]
+        hits = sum(1 for t in lexical.tokenize(window) if t in wanted)
+        if hits > best_hits:
+            best, best_hits = Span(words[i][0], words[j][1]), hits
+    assert best is not None
+    return best

@@ -1,0 +1,98 @@
+"""Dense (FAISS) and BM25 search over the chunks, fused into Passages, best first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import lexical
+from .embedding import Embedder
+from .index import Index
+from .settings import Settings
+from .types import Passage
+
+
+@dataclass(frozen=True)
+class Hits:
+    """The result of one search, with what answer scoring needs besides the passages."""
+
+    passages: list[Passage]
+    query_vector: np.ndarray
+    query_terms: list[str]
+
+
+def dense_search(index: Index, query_vector: np.ndarray, n: int) -> dict[int, float]:
+    """Chunk row -> cosine, for the ``n`` nearest chunks (FAISS's -1 fillers dropped)."""
+    n = min(n, index.dense.ntotal)
+    if n <= 0:
+        return {}
+    scores, rows = index.dense.search(query_vector.reshape(1, -1).astype(np.float32), n)
+    return {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
+
+
+def bm25_scores(index: Index, terms: list[str]) -> np.ndarray:
+    """BM25 score of every chunk for the query terms (zeros when no term is known)."""
+    known = [t for t in terms if t in index.bm25.vocab_dict]
+    if not known or not index.chunks:
+        return np.zeros(len(index.chunks), dtype=np.float32)
+    return np.asarray(index.bm25.get_scores(known), dtype=np.float32)
+
+
+def bm25_search(scores: np.ndarray, n: int) -> dict[int, float]:
+    """Chunk row -> BM25 score, for the ``n`` best chunks with a positive score."""
+    n = min(n, len(scores))
+    if n <= 0:
+        return {}
+    top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return {int(r): float(scores[r]) for r in top if scores[r] > 0}
+
+
+def fuse(dense: dict[int, float], bm25: dict[int, float], settings: Settings) -> dict[int, float]:
+    """Chunk row -> fused score (higher is better)."""
+    if settings.fusion == "rrf":
+        fused: dict[int, float] = {}
+        for ranking in (dense, bm25):
+            for rank, row in enumerate(sorted(ranking, key=ranking.get, reverse=True)):
+                fused[row] = fused.get(row, 0.0) + 1.0 / (settings.rrf_k + rank + 1)
+        return fused
+    if settings.fusion == "weighted":
+        top_bm25 = max(bm25.values(), default=0.0) or 1.0
+        w = settings.dense_weight
+        rows = set(dense) | set(bm25)
+        return {r: w * dense.get(r, 0.0) + (1 - w) * bm25.get(r, 0.0) / top_bm25 for r in rows}
+    raise ValueError(f"fusion must be 'rrf' or 'weighted'. Currently, it is {settings.fusion!r}.")
+
+
+def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: int) -> Hits:
+    """The ``k`` best passages for ``query``."""
+    qvec = embedder.embed([query])[0]
+    terms = lexical.tokenize(query)
+    dense = dense_search(index, qvec, settings.candidates)
+    all_bm25 = bm25_scores(index, terms)
+    bm25 = bm25_search(all_bm25, settings.candidates)
+    fused = fuse(dense, bm25, settings)
+    best = sorted(fused, key=lambda r: (-fused[r], r))[:k]
+    passages = []
+    for row in best:
+        c = index.chunks[row]
+        meta = index.documents.get(c.source, {})
+        dense_score = dense.get(row)
+        if dense_score is None:
+            dense_score = float(index.dense.reconstruct(row) @ qvec)
+        passages.append(
+            Passage(
+                text=c.text,
+                score=float(fused[row]),
+                source=c.source,
+                title=meta.get("title", c.source),
+                date=meta.get("date"),
+                start=c.start,
+                end=c.end,
+                dense_score=float(dense_score),
+                bm25_score=float(all_bm25[row]),
+                chunk_id=row,
+            )
+        )
+    return Hits(passages, qvec, terms)

