@@ -95,9 +95,10 @@ def _pysbd_spans(text: str, start: int, end: int) -> list[Span]:
         sent = piece.sent.strip()
         if not sent:
             continue
-        # pysbd's spans are usually exact; find() from the cursor guards against the rare miss.
+        # pysbd's spans are usually exact; find() from the cursor guards against the rare miss
+        # (a wrong text, or a span that starts back inside the previous sentence: "! ! !").
         at = piece.start + (len(piece.sent) - len(piece.sent.lstrip()))
-        if segment[at : at + len(sent)] != sent:
+        if at < cursor or segment[at : at + len(sent)] != sent:
             at = segment.find(sent, cursor)
         if at < 0:  # pysbd changed the text: give up on finer splitting for the rest
             rest = segment[cursor:].strip()
