@@ -163,6 +163,9 @@ def chunk_document(
         overlap = 0
         if units[j].para == group[-1].para and len(group) > overlap_sentences:
             overlap = overlap_sentences
+            # repeat only what fits beside the next unit, or the next chunk would hold nothing new
+            while overlap and sum(u.tokens for u in group[-overlap:]) + units[j].tokens > budget:
+                overlap -= 1
         i = j - overlap
     return [
         Chunk(
