@@ -62,7 +62,7 @@ def test_header_without_body_is_refused():
 def test_sha256_is_of_the_file_bytes():
     import hashlib
 
-    data = " date 2024-01-31 Hello there.\r\n".encode()
+    data = b" date 2024-01-31 Hello there.\r\n"
     assert parse_document("a.txt", data).sha256 == hashlib.sha256(data).hexdigest()
 
 
