@@ -69,7 +69,9 @@ class Candidate:
     text: str
     score: float
     dense: float
-    coverage: float
+    coverage: float  # question terms in the sentence (IDF-weighted share)
+    context: float  # question terms in the sentence's chunk
+    typed: float  # the sentence holds the kind of thing asked for (a name, a number, a date)
 
 
 def quotable(text: str, min_words: int) -> bool:
@@ -102,14 +104,49 @@ def coverage(index: Index, question_terms: list[str], text_terms: set[str]) -> f
     return got / sum(weights)
 
 
-def candidates(index: Index, hits: Hits, question_terms: list[str], settings: Settings) -> list[Candidate]:
+# What a question asks for, and how a sentence that has it looks.
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_TYPES: list[tuple[re.Pattern, re.Pattern]] = [
+    (re.compile(r"\bhow (?:old|young)\b|\bwhat age\b|\bage of\b", re.I),
+     re.compile(r",\s\d{1,3},|\b\d{1,3}[- ]years?[- ]old\b|\baged? \d{1,3}\b")),
+    (re.compile(r"\bhow (?:many|much|long|far|big|large|tall|often)\b|\bwhat (?:percentage|number|amount)\b", re.I),
+     re.compile(r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen)\b", re.I)),
+    (re.compile(r"\bwhen\b|\bwhat (?:year|date|day|month|time|century|decade)\b|\bwhich (?:year|date|day|month|century)\b", re.I),
+     re.compile(r"\b(?:1[0-9]|20)\d\d\b|\b" + _MONTH + r"\s+\d{1,2}\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b|\b\d{1,2}(?:st|nd|rd|th)? century\b|\b(?:spring|summer|autumn|fall|winter)\b", re.I)),
+]
+_WHO = re.compile(r"\bwho(?:m|se)?\b|\bwhich (?:actor|actress|person|people|star|stars|director|writer)\b", re.I)
+_WHERE = re.compile(r"\bwhere\b|\bwhat (?:city|country|place|state|town)\b|\bin which (?:city|country|place|state|town)\b", re.I)
+_NAME2 = re.compile(r"\b[A-Z][a-z’'A-Z-]+(?:\s+(?:[A-Z]\.|[A-Z][a-z’'A-Z-]+))+")
+
+
+def answer_type_score(question: str, sentence: str) -> float:
+    """1 when the sentence holds what the question asks for (a number for "how many", a date
+    for "when", a name of two or more words for "who" or "where" that the question does not
+    already give), else 0."""
+    for asks, has in _TYPES:
+        if asks.search(question):
+            return 1.0 if has.search(sentence) else 0.0
+    if _WHO.search(question) or _WHERE.search(question):
+        q = set(lexical.words(question))
+        for m in _NAME2.finditer(sentence):
+            if not set(lexical.words(m.group(0))) & q:
+                return 1.0
+        return 0.0
+    return 0.0
+
+
+def candidates(index: Index, hits: Hits, question: str, question_vector: np.ndarray, settings: Settings) -> list[Candidate]:
+    """Every quotable sentence of the passages, scored against the question, best first."""
+    question_terms = lexical.tokenize(question)
     out: list[Candidate] = []
     seen: set[tuple[str, int]] = set()
     n = len(hits.passages)
     for rank, p in enumerate(hits.passages):
         chunk = index.chunks[p.chunk_id]
         vecs = index.sentence_block(p.chunk_id)
-        sims = vecs @ hits.query_vector if len(vecs) else np.zeros(0)
+        sims = vecs @ question_vector if len(vecs) else np.zeros(0)
+        chunk_terms = set(lexical.tokenize(chunk.text))
+        context = coverage(index, question_terms, chunk_terms)
         for span, sim in zip(chunk.sentences, sims):
             key = (p.source, span.start)
             if key in seen:
@@ -119,9 +156,16 @@ def candidates(index: Index, hits: Hits, question_terms: list[str], settings: Se
             if not quotable(text, settings.min_answer_words):
                 continue
             cov = coverage(index, question_terms, set(lexical.tokenize(text)))
+            typed = answer_type_score(question, text)
             prior = 1.0 - rank / max(n, 1)
-            score = 0.5 * float(sim) + 0.4 * cov + 0.1 * prior
-            out.append(Candidate(p, rank, span, text, score, float(sim), cov))
+            score = (
+                settings.w_dense * float(sim)
+                + settings.w_coverage * cov
+                + settings.w_context * context
+                + settings.w_type * typed
+                + settings.w_rank * prior
+            )
+            out.append(Candidate(p, rank, span, text, score, float(sim), cov, context, typed))
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -146,9 +190,14 @@ def confidence(index: Index, hits: Hits, question_terms: list[str], best: Candid
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def build_answer(index: Index, hits: Hits, question: str, query: str, settings: Settings) -> Answer:
-    question_terms = lexical.tokenize(query)
-    cands = candidates(index, hits, question_terms, settings)
+def build_answer(
+    index: Index, hits: Hits, question: str, query: str, settings: Settings, question_vector: np.ndarray | None = None
+) -> Answer:
+    """The answer to ``question`` from the passages found for ``query`` (the question, or its
+    follow-up rewrite). Sentences are scored against the question itself."""
+    question_terms = lexical.tokenize(question)
+    qvec = hits.query_vector if question_vector is None else question_vector
+    cands = candidates(index, hits, question, qvec, settings)
     best = cands[0] if cands else None
     conf = confidence(index, hits, question_terms, best)
     if best is None or conf < settings.abstain_threshold:

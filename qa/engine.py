@@ -87,7 +87,7 @@ class Engine:
             raise InputError(f"history must be a list of {{'role', 'content'}} messages. Currently, it is {type(history).__name__}.")
         query = answering.rewrite_query(q, history, self.settings.history_turns)
         index = self.index
-        hits = retrieval.search(index, self.embedder, self.settings, query, k)
+        hits = retrieval.search(index, self.embedder, self.settings, q, k, also=(query,))
         return answering.build_answer(index, hits, q, query, self.settings)
 
 

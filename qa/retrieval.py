@@ -65,22 +65,30 @@ def fuse(dense: dict[int, float], bm25: dict[int, float], settings: Settings) ->
     raise ValueError(f"fusion must be 'rrf' or 'weighted'. Currently, it is {settings.fusion!r}.")
 
 
-def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: int) -> Hits:
-    """The ``k`` best passages for ``query``."""
-    qvec = embedder.embed([query])[0]
-    terms = lexical.tokenize(query)
-    dense = dense_search(index, qvec, settings.candidates)
-    all_bm25 = bm25_scores(index, terms)
-    bm25 = bm25_search(all_bm25, settings.candidates)
-    fused = fuse(dense, bm25, settings)
+def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: int, also: tuple[str, ...] = ()) -> Hits:
+    """The ``k`` best passages for ``query``. With ``also`` (other phrasings, such as a follow-up
+    question before and after its rewrite), every phrasing's dense and BM25 rankings are fused."""
+    queries = [query, *[q for q in also if q and q != query]]
+    qvecs = embedder.embed(queries)
+    dense_best: dict[int, float] = {}
+    bm25_all = np.zeros(len(index.chunks), dtype=np.float32)
+    fused: dict[int, float] = {}
+    for q, qvec in zip(queries, qvecs):
+        dense = dense_search(index, qvec, settings.candidates)
+        scores = bm25_scores(index, lexical.tokenize(q))
+        for row, score in fuse(dense, bm25_search(scores, settings.candidates), settings).items():
+            fused[row] = fused.get(row, 0.0) + score
+        for row, score in dense.items():
+            dense_best[row] = max(score, dense_best.get(row, -1.0))
+        bm25_all = np.maximum(bm25_all, scores)
     best = sorted(fused, key=lambda r: (-fused[r], r))[:k]
     passages = []
     for row in best:
         c = index.chunks[row]
         meta = index.documents.get(c.source, {})
-        dense_score = dense.get(row)
+        dense_score = dense_best.get(row)
         if dense_score is None:
-            dense_score = float(index.dense.reconstruct(row) @ qvec)
+            dense_score = float(max(index.dense.reconstruct(row) @ v for v in qvecs))
         passages.append(
             Passage(
                 text=c.text,
@@ -91,8 +99,8 @@ def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: 
                 start=c.start,
                 end=c.end,
                 dense_score=float(dense_score),
-                bm25_score=float(all_bm25[row]),
+                bm25_score=float(bm25_all[row]),
                 chunk_id=row,
             )
         )
-    return Hits(passages, qvec, terms)
+    return Hits(passages, qvecs[0], lexical.tokenize(query))

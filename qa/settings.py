@@ -48,6 +48,11 @@ class Settings:
     # Answering
     answer_max_chars: int = _s(400, "Most characters of quoted text in an answer.")
     min_answer_words: int = _s(4, "Sentences with fewer words (captions, headings) are never quoted.")
+    w_dense: float = _s(0.5, "Sentence score weight: cosine of question and sentence.")
+    w_coverage: float = _s(0.4, "Sentence score weight: IDF-weighted share of question words in the sentence.")
+    w_context: float = _s(0.1, "Sentence score weight: share of question words in the sentence's chunk.")
+    w_type: float = _s(0.1, "Sentence score weight: holds what is asked for (number, date, name).")
+    w_rank: float = _s(0.1, "Sentence score weight: rank of its passage.")
     second_sentence_ratio: float = _s(0.9, "Quote a second sentence when its score is at least this share of the best.")
     abstain_threshold: float = _s(0.5, "Abstain when the confidence is below this.")
     history_turns: int = _s(2, "Earlier user turns considered when rewriting a follow-up question.")
