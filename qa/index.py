@@ -109,8 +109,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise IndexCorruptError(f"index manifest {str(path)!r} is missing or not valid JSON: {e}") from e
-    if not isinstance(manifest, dict) or "format_version" not in manifest or "checksums" not in manifest:
-        raise IndexCorruptError(f"index manifest {str(path)!r} lacks format_version or checksums")
+    if (
+        not isinstance(manifest, dict)
+        or "format_version" not in manifest
+        or not isinstance(manifest.get("checksums"), dict)
+        or not isinstance(manifest.get("documents"), dict)
+    ):
+        raise IndexCorruptError(f"index manifest {str(path)!r} lacks format_version, checksums or documents")
     return manifest
 
 
