@@ -99,7 +99,7 @@ def current_version(index_dir: Path) -> Path | None:
         raise IndexCorruptError(f"index pointer {str(pointer)!r} holds {name!r}, not a version folder name")
     folder = index_dir / name
     if not folder.is_dir():
-        raise IndexCorruptError(f"index pointer names {str(folder)!r}, which does not exist")
+        raise IndexCorruptError(f"index pointer {str(pointer)!r} names {str(folder)!r}, which does not exist")
     return folder
 
 
