@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from itertools import pairwise
 
 import pytest
 
@@ -45,13 +46,13 @@ def check_chunks(doc: Document, chunks: list[Chunk], max_tokens: int) -> None:
         assert c.text == c.text.strip() and c.text
         assert c.sentences, "a chunk holds at least one sentence"
         assert c.sentences[0].start == c.start and c.sentences[-1].end == c.end
-        for s, t in zip(c.sentences, c.sentences[1:]):
+        for s, t in pairwise(c.sentences):
             assert s.end <= t.start
         for s in c.sentences:
             assert c.start <= s.start < s.end <= c.end
         assert count_tokens([c.text])[0] <= max_tokens
     # in order, and nothing between chunks but whitespace
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in pairwise(chunks):
         assert a.start <= b.start and a.end <= b.end
         assert b.start < a.end or not text[a.end : b.start].strip(), text[a.end : b.start]
         assert not (a.start <= b.start and b.end <= a.end), f"chunk {b} adds nothing to {a}"
@@ -111,7 +112,7 @@ def test_sentence_spans_are_trimmed_offsets(seed_docs):
     for d in seed_docs:
         spans = split_sentences(d.text, d.body_start)
         assert spans[0].start == d.body_start
-        for s, t in zip(spans, spans[1:]):
+        for s, t in pairwise(spans):
             assert s.end <= t.start and not d.text[s.end : t.start].strip()
         for s in spans:
             piece = d.text[s.start : s.end]
@@ -151,7 +152,7 @@ def test_seed_chunks_without_overlap_do_not_overlap(seed_docs):
     for d in seed_docs:
         chunks = chunk_document(d, count_tokens, 40, 0)
         check_chunks(d, chunks, 40)
-        for a, b in zip(chunks, chunks[1:]):
+        for a, b in pairwise(chunks):
             assert a.end < b.start
 
 
@@ -192,7 +193,7 @@ def test_overlap_repeats_last_sentence_when_a_long_paragraph_is_split():
     chunks = chunk_document(doc, count_tokens, 40, 1)
     check_chunks(doc, chunks, 40)
     assert len(chunks) > 3
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in pairwise(chunks):
         assert b.sentences[0] == a.sentences[-1]
         assert len(b.sentences) > 1
 
@@ -225,7 +226,7 @@ def test_overlap_of_two_sentences():
     doc = doc_of(" ".join(sentences))
     chunks = chunk_document(doc, count_tokens, 26, 2)
     check_chunks(doc, chunks, 26)
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in pairwise(chunks):
         assert b.sentences[:2] == a.sentences[-2:]
 
 
