@@ -66,6 +66,9 @@ def format_answer(a: Answer) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for noisy in ("bm25s", "sentence_transformers", "transformers", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     from . import engine as engine_mod
 
     try:

@@ -6,15 +6,27 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from bm25s.stopwords import STOPWORDS_EN
-
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
-STOPWORDS = frozenset(STOPWORDS_EN) | frozenset(
+_EXTRA_STOPWORDS = (
     "a an about also am any been being but can could did do does doing from had has have how i if "
     "into is its me more most my no nor not of off only or other our ours out over own same she so "
     "some such than too very was we were what when where which while who whom why with would you your "
-    "he him his her hers them they their theirs us".split()
+    "he him his her hers them they their theirs us"
 )
+
+
+@lru_cache(maxsize=1)
+def stopwords() -> frozenset[str]:
+    """bm25s's English stop words plus question words (loaded on first use: bm25s imports scipy)."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN) | frozenset(_EXTRA_STOPWORDS.split())
+
+
+def __getattr__(name: str):
+    if name == "STOPWORDS":
+        return stopwords()
+    raise AttributeError(name)
 
 
 @lru_cache(maxsize=1)
@@ -37,5 +49,6 @@ def words(text: str) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """Stemmed content words of ``text``, in order (stop words removed)."""
-    ws = [w for w in words(text) if w not in STOPWORDS]
+    stop = stopwords()
+    ws = [w for w in words(text) if w not in stop]
     return _stemmer().stemWords(ws) if ws else []
