@@ -106,9 +106,24 @@ def _pysbd_spans(text: str, start: int, end: int) -> list[Span]:
                 at = segment.index(rest, cursor)
                 spans.append(Span(start + at, start + at + len(rest)))
             return spans
+        _keep_left_out(spans, segment, start, cursor, at)
         spans.append(Span(start + at, start + at + len(sent)))
         cursor = at + len(sent)
+    _keep_left_out(spans, segment, start, cursor, len(segment))
     return spans
+
+
+def _keep_left_out(spans: list[Span], segment: str, start: int, lo: int, hi: int) -> None:
+    """Text pysbd left out of ``segment[lo:hi]`` (stray punctuation such as "\t?!"): joined to
+    the sentence before it, so that nothing of the body is lost."""
+    gap = segment[lo:hi]
+    if not gap.strip():
+        return
+    first, last = lo + len(gap) - len(gap.lstrip()), hi - (len(gap) - len(gap.rstrip()))
+    if spans:
+        spans[-1] = Span(spans[-1].start, start + last)
+    else:
+        spans.append(Span(start + first, start + last))
 
 
 @dataclass(frozen=True)
