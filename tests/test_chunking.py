@@ -133,6 +133,22 @@ def test_markdown_heading_and_list_items():
     assert got == ["# Title here", "Intro sentence one.", "Intro two.", "- first item of the list", "- second item"]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        'said Feb. & the "quoted" ! ! ! ; on Mrs. another and Feb. end.',  # pysbd spans that overlap
+        '; Lumon "quoted" Turturro a ? of ? \t?!',  # pysbd drops the trailing "?!"
+        "Dr. ( a ) Walken says of Mr.!\n\n! !?\n",  # and a paragraph of "! !?"
+    ],
+)
+def test_sentences_never_overlap_or_leave_text_out(text):
+    spans = split_sentences(text)
+    for s, t in pairwise(spans):
+        assert s.end <= t.start
+    covered = {i for s in spans for i in range(s.start, s.end)}
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+
 def test_paragraph_of_counts_blank_lines():
     text = "One. Two.\n\nThree.\n \nFour."
     spans = split_sentences(text)
