@@ -150,7 +150,7 @@ def chunk_document(
     counts = count_tokens([text[s.start : s.end] for s in sentences])
     units: list[_Unit] = []
     budget = max_tokens - _SPECIAL_TOKENS
-    for s, n, p in zip(sentences, counts, paras):
+    for s, n, p in zip(sentences, counts, paras, strict=True):
         if n <= budget:
             units.append(_Unit(s, n, p))
         else:
@@ -200,7 +200,7 @@ def _split_words(text: str, sentence: Span, count_tokens: TokenCounter, budget: 
     counts = count_tokens([text[w.start : w.end] for w in words])
     out: list[tuple[Span, int]] = []
     first, total = 0, 0
-    for k, (w, c) in enumerate(zip(words, counts)):
+    for k, c in enumerate(counts):
         c = min(c, budget)  # a single absurd "word" still has to go somewhere
         if total + c > budget and k > first:
             out.append((Span(words[first].start, words[k - 1].end), total))
