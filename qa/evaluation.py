@@ -1,0 +1,477 @@
+"""Quality measurement: the dev question set and the SQuAD v1.1 closed-corpus benchmark.
+
+Both follow ``../shared/eval/README.md`` exactly:
+
+* dev set (``severance_dev.jsonl``): answerable questions must be answered with a gold string
+  and a citation of a gold source, unanswerable ones abstained, follow-ups asked with the earlier
+  turns as history; every citation must be verbatim at its offsets and the answer text (markers
+  removed) made only of cited quotes.
+* SQuAD (``squad/dev-v1.1.json``): article ``i`` becomes ``{i:02d}_{title}.txt`` (paragraphs
+  joined by a blank line, no header); articles with ``i % 6 == 0`` are left out and their
+  questions must be refused. R@1, R@5, answer accuracy and answered rate over in-corpus
+  questions, abstention over out-of-corpus ones, all from one ``answer(question, k=5)`` call each;
+  plus BM25-alone and dense-alone R@1/R@5 on the same index, index build time and latency.
+
+Used by ``python -m qa eval`` (see ``add_arguments`` and ``main``); the metric functions are
+plain and tested alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import random
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .types import Answer, Passage
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DEV = ROOT.parent / "shared" / "eval" / "severance_dev.jsonl"
+DEFAULT_SQUAD = ROOT.parent / "shared" / "eval" / "squad" / "dev-v1.1.json"
+DEFAULT_REPORT = ROOT / "artifacts" / "eval-report.json"
+DEFAULT_CACHE = Path.home() / ".cache" / "qa-eval"
+PROTOCOL_VERSION = 1  # bump when the way the SQuAD corpus files are written changes
+LEFT_OUT_EVERY = 6  # articles with i % 6 == 0 are out of the corpus
+
+_MARKER = re.compile(r"\[\d+\]")
+_CURLY = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "„": '"', "‚": "'"})
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+def normalize_dev(text: str) -> str:
+    """Dev-set matching: case-, punctuation- and whitespace-insensitive, curly quotes as straight."""
+    text = text.translate(_CURLY).lower()
+    return " ".join(re.sub(r"[^\w\s]|_", " ", text).split())
+
+
+def normalize_squad(text: str) -> str:
+    """SQuAD matching: lower-cased, non-alphanumerics to spaces, whitespace collapsed."""
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+
+
+def contains_answer(answer_text: str, golds: Iterable[str], normalize: Callable[[str], str]) -> bool:
+    """True when one of the gold strings occurs in the answer text (after ``normalize``)."""
+    hay = f" {normalize(answer_text)} "
+    for g in golds:
+        g = normalize(g)
+        if g and g in hay:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- answer checks
+
+
+def citation_problems(answer: Answer, corpus_dir: str | Path) -> list[str]:
+    """What is wrong with the answer's citations (empty when all fine): each quote must be
+    ``open(corpus/source).read()[start:end]``; the answer text with its ``[n]`` markers removed
+    must be made only of cited quotes; an abstained answer cites nothing."""
+    problems = []
+    if answer.abstained:
+        if answer.citations or answer.text.strip():
+            problems.append("abstained answer has text or citations")
+        return problems
+    texts: dict[str, str] = {}
+    for c in answer.citations:
+        if c.source not in texts:
+            with open(Path(corpus_dir) / c.source, encoding="utf-8", newline="") as f:
+                texts[c.source] = f.read()
+        if texts[c.source][c.start : c.end] != c.quote:
+            problems.append(f"citation [{c.number}] is not verbatim at {c.source}:{c.start}-{c.end}")
+    if not only_quotes(answer):
+        problems.append("answer text is not made only of cited quotes and [n] markers")
+    return problems
+
+
+def only_quotes(answer: Answer) -> bool:
+    """The answer text is only its citations' quotes and ``[n]`` markers (and whitespace)."""
+    rest = answer.text
+    for c in answer.citations:
+        if not c.quote or c.quote not in rest:
+            return False
+        rest = rest.replace(c.quote, " ", 1)
+    return not _MARKER.sub(" ", rest).strip()
+
+
+def read_dev(path: str | Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@dataclass
+class DevTurn:
+    question: str
+    passed: bool
+    answer: Answer
+    problems: list[str] = field(default_factory=list)
+
+
+def check_turn(answer: Answer, turn: dict[str, Any], corpus_dir: str | Path) -> tuple[bool, list[str]]:
+    """Does one answer pass one dev question (or follow-up turn)?"""
+    problems = citation_problems(answer, corpus_dir)
+    answers = turn.get("answers") or []
+    answerable = turn.get("answerable", bool(answers))
+    if answerable:
+        if answer.abstained:
+            problems.append("abstained")
+        else:
+            if not contains_answer(answer.text, answers, normalize_dev):
+                problems.append("no gold answer string in the answer")
+            if not any(c.source in (turn.get("sources") or []) for c in answer.citations):
+                problems.append("no citation of a gold source")
+    elif not answer.abstained:
+        problems.append("answered an unanswerable question")
+    return not problems, problems
+
+
+def run_dev(engine, rows: Sequence[dict[str, Any]], corpus_dir: str | Path, k: int = 5) -> list[dict[str, Any]]:
+    """Ask every dev row; returns one result dict per row: id, passed, turns."""
+    results = []
+    for row in rows:
+        turns = row.get("turns") or [row]
+        history: list[dict[str, str]] = []
+        outcome = []
+        for t in turns:
+            a = engine.answer(t["question"], history or None, k)
+            ok, problems = check_turn(a, t if "turns" not in row else {**t, "answerable": True}, corpus_dir)
+            outcome.append(DevTurn(t["question"], ok, a, problems))
+            history += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": a.text}]
+        if len(outcome) == 1:
+            passed = outcome[0].passed
+        else:  # a follow-up passes when every turn after the first passes (all must be verbatim)
+            passed = all(o.passed for o in outcome[1:]) and not any(
+                p for o in outcome[:1] for p in o.problems if "verbatim" in p or "only of cited" in p
+            )
+        results.append(
+            {
+                "id": row.get("id", ""),
+                "passed": passed,
+                "turns": [
+                    {
+                        "question": o.question,
+                        "passed": o.passed,
+                        "problems": o.problems,
+                        "abstained": o.answer.abstained,
+                        "confidence": o.answer.confidence,
+                        "text": o.answer.text,
+                        "sources": [c.source for c in o.answer.citations],
+                    }
+                    for o in outcome
+                ],
+            }
+        )
+    return results
+
+
+# ---------------------------------------------------------------- SQuAD protocol
+
+
+def squad_file_name(i: int, title: str) -> str:
+    """``{i:02d}_{title}.txt``: runs of non-alphanumerics in the title become ``_``, first 60 chars."""
+    return f"{i:02d}_{re.sub(r'[^0-9A-Za-z]+', '_', title)[:60]}.txt"
+
+
+def in_corpus(i: int) -> bool:
+    return i % LEFT_OUT_EVERY != 0
+
+
+@dataclass(frozen=True)
+class SquadQuestion:
+    id: str
+    question: str
+    source: str  # corpus file name (also for left-out articles, whose file is not written)
+    answers: tuple[str, ...]
+    offsets: tuple[int, ...]  # answer offsets in the file text
+    in_corpus: bool
+    article: int
+
+
+def squad_articles(data: dict[str, Any]) -> tuple[dict[str, str], list[SquadQuestion]]:
+    """(file name -> text for the in-corpus articles, every question) per the protocol."""
+    files: dict[str, str] = {}
+    questions: list[SquadQuestion] = []
+    for i, art in enumerate(data["data"]):
+        name = squad_file_name(i, art["title"])
+        parts, pos = [], 0
+        for para in art["paragraphs"]:
+            ctx = para["context"]
+            for qa in para["qas"]:
+                answers = tuple(a["text"] for a in qa["answers"])
+                offsets = tuple(pos + a["answer_start"] for a in qa["answers"])
+                questions.append(SquadQuestion(qa["id"], qa["question"], name, answers, offsets, in_corpus(i), i))
+            parts.append(ctx)
+            pos += len(ctx) + 2
+        if in_corpus(i):
+            files[name] = "\n\n".join(parts)
+    return files, questions
+
+
+def write_squad_corpus(data: dict[str, Any], corpus_dir: str | Path) -> list[SquadQuestion]:
+    """Write the in-corpus articles as files (unchanged files left alone); return all questions."""
+    corpus_dir = Path(corpus_dir)
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    files, questions = squad_articles(data)
+    for name, text in files.items():
+        path = corpus_dir / name
+        data_bytes = text.encode("utf-8")
+        if not path.exists() or path.read_bytes() != data_bytes:
+            path.write_bytes(data_bytes)
+    for stale in corpus_dir.glob("*.txt"):
+        if stale.name not in files:
+            stale.unlink()
+    return questions
+
+
+def covers(start: int, end: int, source: str, gold_source: str, offsets: Iterable[int]) -> bool:
+    """A passage ``[start, end)`` of ``source`` covers one gold answer offset."""
+    return source == gold_source and any(start <= o < end for o in offsets)
+
+
+def hit_rank(spans: Sequence[tuple[str, int, int]], q: SquadQuestion) -> int | None:
+    """0-based rank of the first (source, start, end) covering a gold answer, or None."""
+    for r, (source, start, end) in enumerate(spans):
+        if covers(start, end, source, q.source, q.offsets):
+            return r
+    return None
+
+
+def recall_at(ranks: Sequence[int | None], k: int) -> float:
+    """Share of questions whose first covering passage has rank < k."""
+    return sum(1 for r in ranks if r is not None and r < k) / len(ranks) if ranks else 0.0
+
+
+def squad_correct(answer: Answer, q: SquadQuestion) -> bool:
+    """Answered, a gold string inside the answer text, and a citation of the gold file."""
+    return (
+        not answer.abstained
+        and contains_answer(answer.text, q.answers, normalize_squad)
+        and any(c.source == q.source for c in answer.citations)
+    )
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0..100), linear between ranks."""
+    if not values:
+        return 0.0
+    xs = sorted(values)
+    pos = (len(xs) - 1) * p / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def sample_questions(questions: Sequence[SquadQuestion], n: int | None, seed: int) -> list[SquadQuestion]:
+    """A seeded sample of ``n`` questions (all when ``n`` is None or too big), in file order."""
+    if n is None or n >= len(questions):
+        return list(questions)
+    picked = set(random.Random(seed).sample(range(len(questions)), n))
+    return [q for i, q in enumerate(questions) if i in picked]
+
+
+def squad_workdir(squad_path: Path, cache_dir: Path, settings) -> Path:
+    h = hashlib.sha256(squad_path.read_bytes()).hexdigest()[:12]
+    return cache_dir / f"squad-{h}-p{PROTOCOL_VERSION}"
+
+
+def baseline_ranks(index, embedder, questions: Sequence[SquadQuestion], k: int = 5, batch: int = 256) -> dict[str, list[int | None]]:
+    """BM25-alone and dense-alone covering ranks (top ``k``) computed on the index directly."""
+    from . import lexical
+    from .retrieval import bm25_scores, bm25_search, dense_search
+
+    out: dict[str, list[int | None]] = {"bm25": [], "dense": []}
+    for b in range(0, len(questions), batch):
+        qs = questions[b : b + batch]
+        vecs = embedder.embed([q.question for q in qs])
+        for q, v in zip(qs, vecs, strict=False):
+            d = dense_search(index, v, k)
+            rows = sorted(d, key=lambda r: -d[r])
+            out["dense"].append(hit_rank([_span(index, r) for r in rows], q))
+            s = bm25_search(bm25_scores(index, lexical.tokenize(q.question)), k)
+            rows = sorted(s, key=lambda r: -s[r])
+            out["bm25"].append(hit_rank([_span(index, r) for r in rows], q))
+    return out
+
+
+def _span(index, row: int) -> tuple[str, int, int]:
+    c = index.chunks[row]
+    return c.source, c.start, c.end
+
+
+def _passage_spans(passages: Sequence[Passage]) -> list[tuple[str, int, int]]:
+    return [(p.source, p.start, p.end) for p in passages]
+
+
+def run_squad(
+    engine,
+    questions: Sequence[SquadQuestion],
+    *,
+    k: int = 5,
+    baselines: bool = True,
+    progress: bool = True,
+    keep_answers: bool = False,
+) -> dict[str, Any]:
+    """Ask every question once with ``answer(question, k=k)``; metrics per the protocol."""
+    from tqdm import tqdm
+
+    index = engine.index
+    engine.answer("warm up", None, k)  # the first call pays lazy loading; latency is for warm calls
+    inside = [q for q in questions if q.in_corpus]
+    outside = [q for q in questions if not q.in_corpus]
+    ranks: list[int | None] = []
+    correct = answered = refused = 0
+    latencies: list[float] = []
+    rows: list[dict[str, Any]] = []
+    for q in tqdm(questions, desc="SQuAD questions", unit="q", disable=not progress, mininterval=2):
+        t0 = time.perf_counter()
+        a = engine.answer(q.question, None, k)
+        latencies.append(time.perf_counter() - t0)
+        if q.in_corpus:
+            r = hit_rank(_passage_spans(a.passages), q)
+            ranks.append(r)
+            answered += not a.abstained
+            ok = squad_correct(a, q)
+            correct += ok
+        else:
+            r, ok = None, False
+            refused += a.abstained
+        if keep_answers:
+            rows.append(
+                {"id": q.id, "in_corpus": q.in_corpus, "rank": r, "correct": ok, "abstained": a.abstained,
+                 "confidence": a.confidence, "text": a.text}
+            )
+    n_in, n_out = len(inside), len(outside)
+    metrics: dict[str, Any] = {
+        "questions": len(questions),
+        "in_corpus": n_in,
+        "out_of_corpus": n_out,
+        "ours": {
+            "R@1": recall_at(ranks, 1),
+            "R@5": recall_at(ranks, 5),
+            "answer_accuracy": correct / n_in if n_in else 0.0,
+            "answered_rate": answered / n_in if n_in else 0.0,
+            "abstention_out_of_corpus": refused / n_out if n_out else 0.0,
+        },
+        "latency_ms": {
+            "p50": 1000 * percentile(latencies, 50),
+            "p95": 1000 * percentile(latencies, 95),
+            "mean": 1000 * statistics.fmean(latencies) if latencies else 0.0,
+        },
+    }
+    if baselines and inside:
+        b = baseline_ranks(index, engine.embedder, inside, k)
+        for name, rs in b.items():
+            metrics[name] = {"R@1": recall_at(rs, 1), "R@5": recall_at(rs, 5)}
+    if keep_answers:
+        metrics["answers"] = rows
+    return metrics
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dev", metavar="PATH", default=str(DEFAULT_DEV), help="dev question set (JSONL); default: %(default)s")
+    parser.add_argument("--no-dev", action="store_true", help="skip the dev question set")
+    parser.add_argument(
+        "--squad", metavar="PATH", nargs="?", const=str(DEFAULT_SQUAD), default=None,
+        help=f"run the SQuAD v1.1 closed-corpus benchmark (default file: {DEFAULT_SQUAD})",
+    )
+    parser.add_argument("--sample", type=int, metavar="N", help="a seeded sample of N SQuAD questions (default: all 10,570)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    parser.add_argument("--cache", metavar="DIR", default=str(DEFAULT_CACHE), help="where the SQuAD corpus and index are kept (default: %(default)s)")
+    parser.add_argument("--report", metavar="PATH", default=str(DEFAULT_REPORT), help="JSON report (default: %(default)s)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the BM25-alone and dense-alone baselines")
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else ("—" if x is None else str(x))
+
+
+def format_squad_table(m: dict[str, Any]) -> str:
+    cols = [("BM25", m.get("bm25", {})), ("dense", m.get("dense", {})), ("ours", m["ours"])]
+    names = ["R@1", "R@5", "answer_accuracy", "answered_rate", "abstention_out_of_corpus"]
+    lines = [f"{'metric':<26}" + "".join(f"{c:>9}" for c, _ in cols)]
+    for n in names:
+        lines.append(f"{n:<26}" + "".join(f"{_fmt(v.get(n)):>9}" for _, v in cols))
+    lat = m["latency_ms"]
+    lines.append(f"latency p50 / p95: {lat['p50']:.1f} ms / {lat['p95']:.1f} ms (mean {lat['mean']:.1f} ms)")
+    b = m.get("build", {})
+    if b:
+        lines.append(
+            f"index: {b['documents']} articles, {b['chunks']} chunks; "
+            + (f"built in {b['seconds']:.1f} s" if b["built"] else f"reused (last build {_fmt(b.get('last_build_seconds'))} s)")
+        )
+    lines.append(f"questions: {m['in_corpus']} in corpus, {m['out_of_corpus']} out of corpus")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace, engine) -> int:
+    """``python -m qa eval``: dev set (unless --no-dev), SQuAD when asked; a table and a JSON report."""
+    from .engine import Engine
+
+    report: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": _settings_dict(engine.settings)}
+    status = 0
+    if not args.no_dev:
+        dev = Path(args.dev)
+        if not dev.exists():
+            print(f"dev set: {dev} not found, skipped")
+        else:
+            engine.build_index()
+            results = run_dev(engine, read_dev(dev), engine.settings.corpus_dir)
+            passed = sum(r["passed"] for r in results)
+            print(f"dev set ({dev.name}): {passed}/{len(results)} passed")
+            for r in results:
+                if not r["passed"]:
+                    for t in r["turns"]:
+                        print(f"  FAIL {r['id']}: {t['question']} — {'; '.join(t['problems']) or 'ok'} — {t['text'][:120]!r}")
+            report["dev"] = {"path": str(dev), "passed": passed, "total": len(results), "results": results}
+            status = 0 if passed == len(results) else 1
+    if args.squad:
+        squad = Path(args.squad)
+        if not squad.exists():
+            print(f"SQuAD: {squad} not found, skipped")
+        else:
+            work = squad_workdir(squad, Path(args.cache), engine.settings)
+            data = json.loads(squad.read_text(encoding="utf-8"))
+            questions = write_squad_corpus(data, work / "corpus")
+            sq_engine = Engine(
+                engine.settings.replace(corpus_dir=str(work / "corpus"), index_dir=str(work / "index")), embedder=engine.embedder
+            )
+            t0 = time.perf_counter()
+            br = sq_engine.build_index()
+            seconds = time.perf_counter() - t0
+            built = br.embedded_chunks > 0 or bool(br.rebuilt) or bool(br.added)
+            build_file = work / "build-seconds.json"
+            if built:
+                build_file.write_text(json.dumps({"seconds": seconds, "chunks": br.chunks}))
+            last = json.loads(build_file.read_text())["seconds"] if build_file.exists() else None
+            sample = sample_questions(questions, args.sample, args.seed)
+            m = run_squad(sq_engine, sample, baselines=not args.no_baselines)
+            m["build"] = {"built": built, "seconds": seconds, "last_build_seconds": last, "documents": br.documents, "chunks": br.chunks}
+            m["sample"] = args.sample
+            m["seed"] = args.seed
+            print(format_squad_table(m))
+            report["squad"] = m
+    out = Path(args.report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"report: {out}")
+    return status
+
+
+def _settings_dict(settings) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
