@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -18,8 +19,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, FakeEmbedder
 
+from qa import chunking, retrieval
 from qa import index as index_mod
-from qa import retrieval
 from qa.errors import IndexCorruptError, IndexStaleError
 from qa.index import CURRENT, FORMAT_VERSION, build_index, current_version, load_index
 from qa.settings import Settings
@@ -32,6 +33,16 @@ NEW_ARTICLE = f" date 2024-03-03 {NEW_BODY}\n"
 @pytest.fixture
 def settings(seed_corpus, tmp_path) -> Settings:
     return Settings(corpus_dir=str(seed_corpus), index_dir=str(tmp_path / "index"))
+
+
+_pysbd_spans = functools.lru_cache(maxsize=None)(chunking._pysbd_spans)
+
+
+@pytest.fixture(autouse=True)
+def memo_sentence_splitting(monkeypatch):
+    """The same seed texts are split again at every rebuild here: remember pysbd's answers
+    (a pure function of its arguments) to keep this file fast."""
+    monkeypatch.setattr(chunking, "_pysbd_spans", lambda *args: list(_pysbd_spans(*args)))
 
 
 @pytest.fixture(scope="module")
