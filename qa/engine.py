@@ -83,8 +83,12 @@ class Engine:
 
     def answer(self, question: str, history: list[dict] | None = None, k: int = 5) -> Answer:
         q, k = self._check(question, k)
-        if history is not None and not isinstance(history, list):
-            raise InputError(f"history must be a list of {{'role', 'content'}} messages. Currently, it is {type(history).__name__}.")
+        if history is not None:
+            if not isinstance(history, list):
+                raise InputError(f"history must be a list of {{'role', 'content'}} messages. Currently, it is {type(history).__name__}.")
+            for i, m in enumerate(history):
+                if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                    raise InputError(f"history[{i}] must be a {{'role', 'content'}} message. Currently, it is {m!r:.80}.")
         query = answering.rewrite_query(q, history, self.settings.history_turns)
         index = self.index
         hits = retrieval.search(index, self.embedder, self.settings, q, k, also=(query,))

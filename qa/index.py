@@ -341,6 +341,10 @@ def _write_version(index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_v
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
         _fsync_tree(tmp)
         final = index_dir / name
+        try:
+            previous = current_version(index_dir)
+        except IndexCorruptError:
+            previous = None
         os.rename(tmp, final)
         pointer_tmp = index_dir / f".{CURRENT}.tmp"
         pointer_tmp.write_text(name + "\n", encoding="utf-8")
@@ -350,13 +354,15 @@ def _write_version(index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_v
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _clean_old(index_dir, keep=name)
+    _clean_old(index_dir, keep={name, previous.name if previous else name})
     return final
 
 
-def _clean_old(index_dir: Path, keep: str) -> None:
+def _clean_old(index_dir: Path, keep: set[str]) -> None:
+    """Remove old versions, keeping the new one and the one it replaced (a reader in another
+    process may be loading that one right now)."""
     for p in index_dir.iterdir():
-        if p.is_dir() and p.name != keep and (p.name.startswith("v-") or p.name.startswith(".tmp-v-")):
+        if p.is_dir() and p.name not in keep and p.name.startswith("v-"):
             shutil.rmtree(p, ignore_errors=True)
 
 

@@ -29,7 +29,6 @@ class Settings:
     # Chunking
     chunk_max_tokens: int = _s(200, "Most model tokens in a chunk (the model's window is 256).")
     chunk_overlap_sentences: int = _s(1, "Sentences repeated at the start of the next chunk.")
-    split_on_paragraphs: bool = _s(True, "Never let a chunk span a blank line (paragraph break).")
 
     # Embedding
     model_id: str = _s("sentence-transformers/all-MiniLM-L6-v2", "Embedding model (id recorded in the manifest).")
@@ -84,7 +83,6 @@ class Settings:
         return {
             "chunk_max_tokens": self.chunk_max_tokens,
             "chunk_overlap_sentences": self.chunk_overlap_sentences,
-            "split_on_paragraphs": self.split_on_paragraphs,
             "min_answer_words": self.min_answer_words,
         }
 

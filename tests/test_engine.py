@@ -103,11 +103,6 @@ def test_history_must_be_a_list(engine):
         engine.answer("Who plays Irving?", history="the earlier chat")
 
 
-@pytest.mark.xfail(
-    reason="qa/engine.py checks only that history is a list; answering.rewrite_query then calls .get() "
-    "on each entry, so a list of strings raises AttributeError instead of InputError",
-    strict=True,
-)
 def test_history_entries_must_be_messages(engine):
     with pytest.raises(InputError, match="history"):
         engine.answer("And who plays him?", history=["Who plays Irving?", "John Turturro"])

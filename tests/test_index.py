@@ -384,7 +384,8 @@ def test_build_killed_with_sigkill_keeps_the_old_index(where, settings, fake_emb
     report = build_index(settings, fake_embedder)
     assert report.added == ["003_new.txt"]
     assert not list(settings.index_path.glob(".tmp-*"))
-    assert [p.name for p in settings.index_path.iterdir() if p.name.startswith("v-")] == [version_folder(settings).name]
+    versions = {p.name for p in settings.index_path.iterdir() if p.name.startswith("v-")}
+    assert versions == {version_folder(settings).name, before.name}, "the new version and the one it replaced"
 
 
 # ---------------------------------------------------------------- corrupt indexes
