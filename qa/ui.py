@@ -264,8 +264,8 @@ def status_line(engine: Engine) -> str:
     except (TypeError, ValueError):
         pass
     return (
-        f'<div class="qa-status">Index: <b>{counts.get("documents", 0)}</b> articles · '
-        f"<b>{counts.get('chunks', 0)}</b> chunks · built {esc(str(built))}</div>"
+        f'<div class="qa-status"><b>{counts.get("documents", 0)}</b> articles · '
+        f"<b>{counts.get('chunks', 0)}</b> chunks<br>built {esc(str(built))}</div>"
     )
 
 
@@ -347,18 +347,18 @@ def upload(engine: Engine, path: str | None) -> tuple[bool, str]:
             data = f.read(upload_limit(engine) + 1)
         saved, report = add_article(engine, name, data)
     except QAError as e:
-        return False, f'<div class="qa-upload qa-upload-refused">Upload refused: {esc(str(e))}</div>'
+        return False, f'<div class="qa-upload qa-upload-refused"><b>Not added.</b> {esc(str(e))}</div>'
     except Exception:  # the edge of the app: log it, show a polite line, never a stack trace
         log.exception("upload of %s failed", name)
         return (
             False,
             f'<div class="qa-upload qa-upload-refused">Upload of {esc(name)} failed; the server log has the details.</div>',
         )
-    chunks = engine.index.manifest.get("documents", {}).get(saved, {}).get("chunks", "?")
+    chunks = engine.index.manifest.get("documents", {}).get(saved, {}).get("chunks", 0)
     log.info("upload: added %s (%s chunks, %d embedded)", saved, chunks, report.embedded_chunks)
     renamed = f" (saved as {esc(saved)})" if saved != name else ""
     return True, (
-        f'<div class="qa-upload qa-upload-ok">Added <b>{esc(name)}</b>{renamed}: {chunks} chunks indexed; '
+        f'<div class="qa-upload qa-upload-ok">Added <b>{esc(name)}</b>{renamed}: {chunks} chunk{"" if chunks == 1 else "s"} indexed; '
         "you can ask about it now.</div>"
     )
 
@@ -396,7 +396,7 @@ CSS = """
 .qa-refusal p { margin: 0.3em 0; }
 .qa-related-title { font-size: 0.85em; font-style: italic; margin-top: 0.4em; }
 .qa-note { font-size: 0.8em; color: var(--body-text-color-subdued); }
-.qa-status { font-size: 0.9em; color: var(--body-text-color-subdued); }
+.qa-status { font-size: 0.95em; }
 .qa-upload { font-size: 0.9em; padding: 0.4em 0.6em; border-radius: 6px; }
 .qa-upload-ok { background: rgba(22, 163, 74, 0.10); border: 1px solid #16a34a; }
 .qa-upload-refused { background: rgba(220, 38, 38, 0.08); border: 1px solid #dc2626; }
@@ -448,10 +448,7 @@ def build_ui(engine: Engine) -> Any:
         return messages, reply.history, ""
 
     def on_upload(path: str | None) -> tuple[str, str]:
-        accepted, message = upload(engine, path)
-        if not accepted and message:
-            gr.Warning(re.sub(r"<[^>]+>", "", message))
-        return message, status_line(engine)
+        return upload(engine, path)[1], status_line(engine)
 
     def ask(question: str, history: list[dict] | None = None) -> str:
         """The answer to a question as HTML (quotes, [n] markers, sources), or a refusal."""
@@ -469,42 +466,48 @@ def build_ui(engine: Engine) -> Any:
 
     with gr.Blocks(title="Ask the articles", analytics_enabled=False) as demo:
         gr.Markdown(f"## Ask the articles\n{INTRO}")
-        status = gr.HTML(status_line(engine))
-        chatbot = gr.Chatbot(
-            label="Answers",
-            height=560,
-            latex_delimiters=[],
-            feedback_options=None,
-            buttons=[],
-            placeholder="Ask a question below, or pick an example.",
-            elem_id="qa-chat",
-        )
         history = gr.State([])
-        with gr.Row():
-            question = gr.Textbox(
-                placeholder="e.g. Who plays Irving in Severance?",
-                show_label=False,
-                scale=5,
-                lines=1,
-                max_lines=4,
-                elem_id="qa-question",
-                submit_btn="Ask",
-            )
-            clear = gr.Button("New chat", scale=1, variant="secondary", elem_id="qa-clear")
-        gr.Examples(example_questions(engine), inputs=question, label="Try asking")
-        with gr.Accordion("Add an article", open=False, elem_id="qa-add"):
-            gr.Markdown(
-                f"Upload a UTF-8 .txt or .md article (up to {upload_limit(engine) // 1000:,} KB). "
-                "It is indexed at once; a file whose name is already in the corpus is refused."
-            )
-            upload_button = gr.UploadButton(
-                "Upload .txt / .md", file_types=[".txt", ".md"], file_count="single", elem_id="qa-upload"
-            )
-            upload_message = gr.HTML("", elem_id="qa-upload-message")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Answers",
+                    height=600,
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    buttons=[],
+                    placeholder="Ask a question below, or pick an example.",
+                    elem_id="qa-chat",
+                )
+                with gr.Row():
+                    question = gr.Textbox(
+                        placeholder="e.g. Who plays Irving in Severance?",
+                        show_label=False,
+                        scale=5,
+                        lines=1,
+                        max_lines=4,
+                        elem_id="qa-question",
+                        submit_btn="Ask",
+                    )
+                    clear = gr.Button("New chat", scale=1, min_width=100, variant="secondary", elem_id="qa-clear")
+                gr.Examples(example_questions(engine), inputs=question, label="Try asking")
+            with gr.Column(scale=1, min_width=260, elem_id="qa-side"):
+                gr.Markdown("### The index")
+                status = gr.HTML("", elem_id="qa-status")  # filled on each page load, so it is never stale
+                gr.Markdown(
+                    "### Add an article\n"
+                    f"A UTF-8 .txt or .md file, up to {upload_limit(engine) // 1000:,} KB. It is indexed at once; "
+                    "a name already in the corpus is refused."
+                )
+                upload_button = gr.UploadButton(
+                    "Upload .txt / .md", file_types=[".txt", ".md"], file_count="single", size="md", elem_id="qa-upload"
+                )
+                upload_message = gr.HTML("", elem_id="qa-upload-message")
 
         question.submit(chat, [question, chatbot, history], [chatbot, history, question], api_visibility="private")
         clear.click(lambda: ([], [], ""), None, [chatbot, history, question], api_visibility="private")
+        chatbot.clear(lambda: [], None, history, api_visibility="private")  # its trash icon forgets the history too
         upload_button.upload(on_upload, upload_button, [upload_message, status], api_visibility="private")
+        demo.load(lambda: status_line(engine), None, status, api_visibility="private")  # fresh after uploads
         gr.api(ask, api_name="ask")
         gr.api(answer_json, api_name="answer_json")
     return demo

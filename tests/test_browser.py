@@ -1,0 +1,238 @@
+"""The chat in a real browser: Debian's chromium through Playwright against `python app.py`.
+
+Every test also checks that the page asked nothing of any host but 127.0.0.1 (fonts, analytics,
+CDNs). Screenshots of each step go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from browser_util import ROOT, copy_seed_corpus, running_app
+
+pytestmark = pytest.mark.browser
+
+SHOTS = ROOT / "artifacts" / "screenshots"
+WAIT_MS = 60_000
+LIGHTHOUSE = (
+    "date 2025-03-02\n# The Gullwing lighthouse\n\n"
+    "The Gullwing lighthouse on Marrow Point is kept by Ottilie Brandvold, who repainted its lamp room cobalt blue "
+    "in the spring of 2025.\n\nVisitors may climb its 212 steps on Sundays.\n"
+)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if os.environ.get("CI"):
+        pytest.fail("chromium is not installed (apt-get install -y chromium); browser tests must run in CI")
+    pytest.skip("chromium is not installed (apt-get install -y chromium)")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser-app")
+    corpus = copy_seed_corpus(tmp / "corpus")
+    with running_app(corpus, tmp / "index", tmp / "app.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),  # a fresh user-data dir (Playwright refuses --user-data-dir in args)
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser_context, app_url):
+    """A fresh page on the app; fails the test if anything was asked of a host other than 127.0.0.1."""
+    outside: list[str] = []
+
+    def record(request) -> None:
+        url = urlparse(request.url)
+        if url.scheme not in ("data", "blob", "about") and url.hostname != "127.0.0.1":
+            outside.append(request.url)
+
+    browser_context.on("request", record)
+    page = browser_context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(app_url)
+    page.locator("#qa-question textarea").wait_for()
+    page.get_by_text("Try asking").wait_for()
+    page.locator(".qa-status").wait_for()  # filled by the page's load event
+    yield page
+    page.wait_for_timeout(500)  # late requests (fonts, images) of the last step
+    page.close()
+    browser_context.remove_listener("request", record)
+    assert outside == [], f"requests to other hosts: {outside}"
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def ask(page, question: str):
+    """Ask in the chat and return the locator of the new assistant turn."""
+    turns = page.locator(".qa-turn")
+    before = turns.count()
+    box = page.locator("#qa-question textarea")
+    box.fill(question)
+    box.press("Enter")
+    turns.nth(before).wait_for()
+    return turns.nth(before)
+
+
+def test_page_loads_offline_with_status_and_examples(page):
+    from playwright.sync_api import expect
+
+    expect(page.locator(".qa-status")).to_contain_text(re.compile(r"3 articles · \d+ chunks\s*built \d{4}-"))
+    expect(page.get_by_role("button", name="Who plays Irving in Severance?")).to_be_visible()
+    font = page.locator(".qa-status").evaluate("e => getComputedStyle(e).fontFamily")
+    assert "system-ui" in font
+    shot(page, "01_start")
+
+
+def test_answer_shows_citations_and_the_source_with_the_quote_highlighted(page):
+    from playwright.sync_api import expect
+
+    turn = ask(page, "Who plays Irving in Severance?")
+    expect(turn.locator(".qa-text")).to_contain_text("Turturro")
+    expect(turn.locator(".qa-confidence")).to_contain_text(re.compile(r"confidence 0\.\d\d \((high|medium)\)"))
+    marker = turn.locator(".qa-marker").first
+    expect(marker).to_have_text("[1]")
+    shot(page, "02_answer")
+
+    marker.click()
+    card = turn.locator(".qa-source").first
+    assert page.url.endswith(marker.get_attribute("href"))
+    expect(card.locator(".qa-src-line")).to_contain_text(".txt")
+    mark = card.locator(".qa-context mark")
+    expect(mark).to_be_visible()
+    quote = mark.inner_text()
+    assert quote.strip() and quote.strip() in turn.locator(".qa-text").inner_text()
+    bg = mark.evaluate("m => getComputedStyle(m).backgroundColor")
+    assert bg not in ("rgba(0, 0, 0, 0)", "transparent")
+
+    card.locator(".qa-article summary").click()
+    article = card.locator(".qa-article-text")
+    expect(article).to_be_visible()
+    expect(article.locator("mark")).to_have_text(quote)
+    assert len(article.inner_text()) > 3 * len(card.locator(".qa-context").inner_text())
+    article.locator("mark").scroll_into_view_if_needed()
+    shot(page, "03_source_article")
+
+    turn.locator(".qa-passages summary").click()
+    expect(turn.locator(".qa-passages li").first).to_be_visible()
+
+
+def test_unanswerable_question_shows_the_refusal_style(page):
+    from playwright.sync_api import expect
+
+    turn = ask(page, "What is the capital of France?")
+    refusal = turn.locator(".qa-refusal")
+    expect(refusal).to_contain_text("Not in the articles")
+    expect(refusal.locator(".qa-related")).to_contain_text("Related, not an answer")
+    expect(turn.locator(".qa-marker")).to_have_count(0)
+    assert refusal.evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
+    shot(page, "04_refusal")
+
+
+def test_follow_up_shows_what_was_searched_for(page):
+    from playwright.sync_api import expect
+
+    first = ask(page, "Who plays Mark?")
+    expect(first.locator(".qa-text")).to_contain_text("Scott")
+    expect(first.locator(".qa-searched")).to_have_count(0)
+    second = ask(page, "What did he caption his post?")
+    expect(second.locator(".qa-searched")).to_contain_text(
+        re.compile(r"searched for: .*What did he caption his post\?.*Mark")
+    )
+    expect(second.locator(".qa-text")).to_be_visible()
+    shot(page, "05_follow_up")
+
+    page.locator("#qa-clear").click()  # a new chat forgets the history: the same follow-up is not rewritten
+    expect(page.locator(".qa-turn")).to_have_count(0)
+    fresh = ask(page, "What did he caption his post?")
+    expect(fresh.locator(".qa-searched")).to_have_count(0)
+
+
+def test_empty_and_overlong_questions_get_polite_warnings(page):
+    from playwright.sync_api import expect
+
+    box = page.locator("#qa-question textarea")
+    box.press("Enter")
+    expect(page.get_by_text("Please type a question about the articles first.")).to_be_visible()
+    box.fill("x" * 5000)
+    box.press("Enter")
+    expect(
+        page.get_by_text(re.compile("Sorry, I can't answer that: question is 5,000 characters long"))
+    ).to_be_visible()
+    expect(page.locator(".qa-turn")).to_have_count(0)
+    assert "Traceback" not in page.content()
+    shot(page, "06_warnings")
+
+
+def upload(page, path: Path):
+    with page.expect_file_chooser() as chooser:
+        page.locator("#qa-upload").click()
+    chooser.value.set_files(str(path))
+
+
+def test_uploaded_article_is_answerable_at_once(page, tmp_path):
+    from playwright.sync_api import expect
+
+    path = tmp_path / "gullwing_lighthouse.txt"
+    path.write_text(LIGHTHOUSE, encoding="utf-8")
+    upload(page, path)
+    expect(page.locator("#qa-upload-message")).to_contain_text("Added gullwing_lighthouse.txt")
+    expect(page.locator(".qa-status")).to_contain_text("4 articles")
+    shot(page, "07_upload_ok")
+    turn = ask(page, "Who keeps the Gullwing lighthouse?")
+    expect(turn.locator(".qa-text")).to_contain_text("Ottilie Brandvold")
+    expect(turn.locator(".qa-source").first).to_contain_text("gullwing_lighthouse.txt")
+    shot(page, "08_upload_answer")
+
+
+def test_refused_upload_says_why_and_keeps_the_index(page, tmp_path):
+    from playwright.sync_api import expect
+
+    status = page.locator(".qa-status").inner_text()
+    path = tmp_path / "latin1_notes.txt"
+    path.write_bytes("Caf\u00e9 cr\u00e8me is served at noon in Marrow Point.".encode("latin-1"))
+    upload(page, path)
+    expect(page.locator("#qa-upload-message")).to_contain_text("latin1_notes.txt was refused: not UTF-8")
+    assert page.locator(".qa-status").inner_text() == status  # same counts, same build time
+    shot(page, "09_upload_refused")
+    turn = ask(page, "Who plays Irving in Severance?")
+    expect(turn.locator(".qa-text")).to_contain_text("Turturro")
