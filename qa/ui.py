@@ -69,7 +69,8 @@ def render_answer(answer: Answer, question: str, engine: Engine, uid: str | None
         parts.append("</div>")
         parts.append(render_passages(answer.passages))
     parts.append("</div>")
-    return "".join(parts)
+    # One HTML block for the chat's Markdown renderer: a blank line would end it, so no raw newlines.
+    return "".join(parts).replace("\n", "<br>")
 
 
 def _answer_text(answer: Answer, uid: str) -> str:

@@ -99,6 +99,7 @@ def page(browser_context, app_url):
 
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(400)  # let Gradio's pending-state fade finish
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 

@@ -116,6 +116,13 @@ def test_corpus_text_is_html_escaped(make_engine, seed_corpus):
     assert "<img" not in refusal and "<u>" not in refusal and "&lt;img" in refusal
 
 
+def test_rendered_turn_is_one_html_block_without_newlines(engine):
+    p = passage(text="First paragraph.\n\nSecond paragraph\nwith a line break.")
+    for a in (answer_for([cite(engine, SOURCE, IRVING)], passages=[p]), Answer(text="", passages=[p])):
+        out = ui.render_answer(a, "q", engine)
+        assert "\n" not in out and "First paragraph.<br><br>Second paragraph<br>with a line break." in out
+
+
 def test_changed_file_shows_only_the_quote_with_a_note(engine):
     c = cite(engine, SOURCE, IRVING)
     path = engine.settings.corpus_path / SOURCE
