@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for skipped in report.skipped:
         log.warning("skipped %s", skipped)
 
+    engine.warm_up()  # the model loads now, not on the first question
     demo = ui.build_ui(engine)
     log.info("serving on http://%s:%d", args.host, args.port)
     demo.launch(server_name=args.host, server_port=args.port, share=False, **ui.launch_kwargs())

@@ -53,6 +53,11 @@ class Engine:
         assert self._index is not None
         return self._index
 
+    def warm_up(self) -> None:
+        """Load the model and the index now, so the first question does not wait for them."""
+        _ = self.index
+        self.embedder.embed(["warm up"])
+
     def load_existing(self) -> index_mod.Index | None:
         """The index on disk without building anything (None when there is none)."""
         try:
