@@ -14,6 +14,7 @@ import re
 import secrets
 import tempfile
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,12 +34,9 @@ CONTEXT_MAX_CHARS = 700  # a quote's surrounding paragraph is clipped to about t
 RELATED_MAX = 3  # passages listed under a refusal
 RELATED_CHARS = 280  # characters of each related passage shown under a refusal
 MAX_NAME_CHARS = 100  # longest stem of an uploaded file's name
-SEED_EXAMPLES = {  # questions about the seed articles, offered when those articles are indexed
-    "000_6db7c8a60c1e6205.txt": "Who plays Irving in Severance?",
-    "001_6f09f507c09e51e5.txt": "Who directed and executive produced Severance?",
-    "002_e1a1f62939dbe07c.txt": "Who does Adam Scott play?",
-}
+EXAMPLES = 3  # example questions offered under the chat
 
+_EXAMPLE_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+(?: [A-Z][a-z]+)+")
 _PARA_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _MARKER = re.compile(r"\[(\d+)\]")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -243,13 +241,25 @@ def respond(engine: Engine, question: str | None, history: list[dict] | None = N
     return Reply(html=render_answer(answer, q, engine), answer=answer, history=history)
 
 
-def example_questions(engine: Engine) -> list[str]:
-    """Questions to try: fixed ones about the seed articles when indexed, else one per article title."""
+def example_questions(engine: Engine, n: int = EXAMPLES) -> list[str]:
+    """Questions drawn from the articles: "What do the articles say about <name>?" for the names they mention most
+    (two or more capitalised words, not at a sentence start), kept only when the engine answers
+    them; else one question per article title."""
+    counts: Counter[str] = Counter()
+    for chunk in engine.index.chunks:
+        counts.update(m.group(0) for m in _EXAMPLE_NAME.finditer(chunk.text))
+    out: list[str] = []
+    for name, _ in counts.most_common(4 * n):
+        question = f"What do the articles say about {name}?"
+        try:
+            if not engine.answer(question).abstained:
+                out.append(question)
+        except QAError:
+            continue
+        if len(out) == n:
+            return out
     documents = engine.index.manifest.get("documents", {})
-    seeds = [q for source, q in SEED_EXAMPLES.items() if source in documents]
-    if seeds:
-        return seeds
-    return [f"What happened in “{meta['title']}”?" for meta in list(documents.values())[:3]]
+    return out or [f"What happened in “{meta['title']}”?" for meta in list(documents.values())[:n]]
 
 
 # ---------------------------------------------------------------- status and uploads

@@ -206,12 +206,22 @@ def test_history_passed_to_qa_is_plain_questions_and_answer_texts(engine, monkey
     assert second.html.startswith('<div class="qa-turn"')
 
 
-def test_example_questions_come_from_the_indexed_articles(engine, make_engine, tmp_path):
-    assert ui.example_questions(engine) == list(ui.SEED_EXAMPLES.values())
+def test_example_questions_come_from_the_indexed_articles(make_engine, seed_corpus, tmp_path):
+    engine = make_engine(seed_corpus, tmp_path / "ex-index", abstain_threshold=0.0)
+    examples = ui.example_questions(engine)
+    assert len(examples) == ui.EXAMPLES
+    corpus_text = "".join(c.text for c in engine.index.chunks)
+    prefix = "What do the articles say about "
+    for q in examples:
+        assert q.startswith(prefix) and q.endswith("?")
+        assert q[len(prefix) : -1] in corpus_text, "the name comes from the articles"
+
+
+def test_example_questions_fall_back_to_titles_when_nothing_is_answered(make_engine, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "lighthouse.txt").write_bytes(LIGHTHOUSE)
-    e = make_engine(other, tmp_path / "other-index")
+    e = make_engine(other, tmp_path / "other-index", abstain_threshold=1.01)
     assert ui.example_questions(e) == ["What happened in “The Gullwing lighthouse”?"]
 
 
