@@ -84,23 +84,79 @@ def quotable(text: str, min_words: int) -> bool:
 
 
 def _idf(index: Index, term: str) -> float:
-    n = max(1, len(index.chunks))
-    return math.log(1 + (n - index.df.get(term, 0) + 0.5) / (index.df.get(term, 0) + 0.5))
+    cache = _cache(index, "idf")
+    v = cache.get(term)
+    if v is None:
+        n = max(1, len(index.chunks))
+        df = index.df.get(term, 0)
+        v = cache[term] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return v
 
 
-def _matches(term: str, terms: set[str]) -> bool:
-    if term in terms:
-        return True
-    return len(term) >= 4 and any(len(t) >= 4 and (t.startswith(term) or term.startswith(t)) for t in terms)
+def _cache(index: Index, name: str) -> dict:
+    """A per-index memo (kept on the index object, so it goes when the index goes)."""
+    caches = index.__dict__.setdefault("_answering_cache", {})
+    return caches.setdefault(name, {})
 
 
-def coverage(index: Index, question_terms: list[str], text_terms: set[str]) -> float:
+@dataclass(frozen=True)
+class TermSet:
+    """A text's stemmed terms, and their prefixes of 4+ letters (for loose matching)."""
+
+    terms: frozenset[str]
+    prefixes: frozenset[str]
+
+    @classmethod
+    def of(cls, terms) -> TermSet:
+        terms = frozenset(terms)
+        return cls(terms, frozenset(t[:i] for t in terms for i in range(4, len(t) + 1)))
+
+    def has(self, term: str) -> bool:
+        """The term, or a term it starts, or one that starts it (both 4+ letters)."""
+        if term in self.terms:
+            return True
+        if len(term) < 4:
+            return False
+        return term in self.prefixes or any(term[:i] in self.terms for i in range(4, len(term)))
+
+    def __or__(self, other: TermSet) -> TermSet:
+        return TermSet(self.terms | other.terms, self.prefixes | other.prefixes)
+
+
+def _matches(term: str, terms) -> bool:
+    return (terms if isinstance(terms, TermSet) else TermSet.of(terms)).has(term)
+
+
+def chunk_sentences(index: Index, chunk_id: int) -> list[tuple[Span, str, TermSet]]:
+    """The chunk's sentences with their terms (memoised per index)."""
+    cache = _cache(index, "sentences")
+    out = cache.get(chunk_id)
+    if out is None:
+        chunk = index.chunks[chunk_id]
+        out = []
+        for span in chunk.sentences:
+            text = chunk.text[span.start - chunk.start : span.end - chunk.start]
+            out.append((span, text, TermSet.of(lexical.tokenize(text))))
+        cache[chunk_id] = out
+    return out
+
+
+def chunk_terms(index: Index, chunk_id: int) -> TermSet:
+    cache = _cache(index, "chunk_terms")
+    out = cache.get(chunk_id)
+    if out is None:
+        out = cache[chunk_id] = TermSet.of(lexical.tokenize(index.chunks[chunk_id].text))
+    return out
+
+
+def coverage(index: Index, question_terms: list[str], text_terms) -> float:
     """IDF-weighted share of the question's terms found in the text (0..1)."""
     uniq = list(dict.fromkeys(question_terms))
     if not uniq:
         return 0.0
+    ts = text_terms if isinstance(text_terms, TermSet) else TermSet.of(text_terms)
     weights = [_idf(index, t) for t in uniq]
-    got = sum(w for t, w in zip(uniq, weights) if _matches(t, text_terms))
+    got = sum(w for t, w in zip(uniq, weights) if ts.has(t))
     return got / sum(weights)
 
 
@@ -135,37 +191,97 @@ def answer_type_score(question: str, sentence: str) -> float:
     return 0.0
 
 
+_HOW = re.compile(r"\bhow\s+(old|young|long|far|big|large|tall|often|much|many|wide|high|deep|heavy|fast)\b", re.I)
+_FOCUS = re.compile(r"^\s*(?:who|what|which|whose)\s+(?:is|are|was|were)\s+(?:the\s+|a\s+|an\s+)?([A-Za-z][\w-]*)", re.I)
+
+
+def question_terms(question: str) -> list[str]:
+    """The question's terms for matching sentences: "how old", "how long" (...) name the kind
+    of answer, not words the answer sentence holds, so their adjective is left out."""
+    return lexical.tokenize(_HOW.sub(" ", question)) or lexical.tokenize(question)
+
+
+def focus_term(question: str) -> str | None:
+    """The noun asked about in "Who are the stars of ...", "What is the name of ..." (stemmed)."""
+    m = _FOCUS.search(question)
+    if not m:
+        return None
+    t = lexical.tokenize(m.group(1))
+    return t[0] if t else None
+
+
+def _previous_terms(index: Index, chunk_id: int, i: int) -> TermSet | None:
+    """Terms of the sentence before sentence ``i`` of the chunk (across chunk edges, same file)."""
+    sents = chunk_sentences(index, chunk_id)
+    if i > 0:
+        return sents[i - 1][2]
+    if chunk_id > 0 and index.chunks[chunk_id - 1].source == index.chunks[chunk_id].source:
+        before = [s for s in chunk_sentences(index, chunk_id - 1) if s[0].end <= sents[i][0].start]
+        if before:
+            return before[-1][2]
+    return None
+
+
+@dataclass(frozen=True)
+class SentenceFeatures:
+    span: Span
+    text: str
+    dense: float
+    coverage: float
+    context: float
+    typed: float
+    quotable: bool
+    focus: float = 0.0
+
+
+def sentence_features(index: Index, chunk_id: int, question: str, question_terms: list[str], question_vector: np.ndarray, settings: Settings) -> list[SentenceFeatures]:
+    """Every sentence of a chunk with what sentence scoring needs. A sentence's coverage counts the
+    sentence before it at ``w_previous`` (its subject is often there: "The show stars ...")."""
+    sents = chunk_sentences(index, chunk_id)
+    vecs = index.sentence_block(chunk_id)
+    sims = vecs @ question_vector if len(vecs) else np.zeros(0)
+    context = coverage(index, question_terms, chunk_terms(index, chunk_id))
+    focus = focus_term(question) if settings.w_focus else None
+    out = []
+    for i, ((span, text, ts), sim) in enumerate(zip(sents, sims)):
+        ok = quotable(text, settings.min_answer_words)
+        cov = coverage(index, question_terms, ts) if ok else 0.0
+        if ok and settings.w_previous > 0 and cov < 1.0:
+            prev = _previous_terms(index, chunk_id, i)
+            if prev is not None:
+                cov += settings.w_previous * (coverage(index, question_terms, ts | prev) - cov)
+        typed = answer_type_score(question, text) if ok else 0.0
+        has_focus = 1.0 if focus and ok and ts.has(focus) else 0.0
+        out.append(SentenceFeatures(span, text, float(sim), cov, context, typed, ok, has_focus))
+    return out
+
+
+def sentence_score(f: SentenceFeatures, settings: Settings) -> float:
+    """A sentence's score before the rank of its passage is counted."""
+    return (
+        settings.w_dense * f.dense
+        + settings.w_coverage * f.coverage
+        + settings.w_context * f.context
+        + settings.w_type * f.typed
+        + settings.w_focus * f.focus
+    )
+
+
 def candidates(index: Index, hits: Hits, question: str, question_vector: np.ndarray, settings: Settings) -> list[Candidate]:
     """Every quotable sentence of the passages, scored against the question, best first."""
-    question_terms = lexical.tokenize(question)
+    terms = question_terms(question)
     out: list[Candidate] = []
     seen: set[tuple[str, int]] = set()
     n = len(hits.passages)
     for rank, p in enumerate(hits.passages):
-        chunk = index.chunks[p.chunk_id]
-        vecs = index.sentence_block(p.chunk_id)
-        sims = vecs @ question_vector if len(vecs) else np.zeros(0)
-        chunk_terms = set(lexical.tokenize(chunk.text))
-        context = coverage(index, question_terms, chunk_terms)
-        for span, sim in zip(chunk.sentences, sims):
-            key = (p.source, span.start)
-            if key in seen:
+        prior = 1.0 - rank / max(n, 1)
+        for f in sentence_features(index, p.chunk_id, question, terms, question_vector, settings):
+            key = (p.source, f.span.start)
+            if key in seen or not f.quotable:
                 continue
             seen.add(key)
-            text = chunk.text[span.start - chunk.start : span.end - chunk.start]
-            if not quotable(text, settings.min_answer_words):
-                continue
-            cov = coverage(index, question_terms, set(lexical.tokenize(text)))
-            typed = answer_type_score(question, text)
-            prior = 1.0 - rank / max(n, 1)
-            score = (
-                settings.w_dense * float(sim)
-                + settings.w_coverage * cov
-                + settings.w_context * context
-                + settings.w_type * typed
-                + settings.w_rank * prior
-            )
-            out.append(Candidate(p, rank, span, text, score, float(sim), cov, context, typed))
+            score = sentence_score(f, settings) + settings.w_rank * prior
+            out.append(Candidate(p, rank, f.span, f.text, score, f.dense, f.coverage, f.context, f.typed))
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -173,21 +289,37 @@ def candidates(index: Index, hits: Hits, question: str, question_vector: np.ndar
 # ---------------------------------------------------------------- the answer
 
 
-def confidence(index: Index, hits: Hits, question_terms: list[str], best: Candidate | None) -> float:
-    """How well the passages support an answer, in [0, 1]."""
+_CAPS = re.compile(r"[A-Za-z][\w'’-]*")
+
+
+def abstain_features(index: Index, hits: Hits, question: str, best: Candidate) -> list[float]:
+    """What the abstention model weighs, in the order of ``Settings.abstain_model``."""
+    terms = list(dict.fromkeys(lexical.tokenize(question)))
+    w = [_idf(index, t) for t in terms]
+    known = sum(wi for t, wi in zip(terms, w) if index.df.get(t, 0) > 0) / sum(w) if w else 0.0
+    top_dense = max(p.dense_score or 0.0 for p in hits.passages)
+    top_bm25 = max(p.bm25_score or 0.0 for p in hits.passages)
+    # capitalised words past the first (names, mostly) that the corpus never mentions
+    caps = lexical.tokenize(" ".join(x for x in _CAPS.findall(question)[1:] if x[0].isupper()))
+    cap_unknown = sum(1 for t in caps if index.df.get(t, 0) == 0) / len(caps) if caps else 0.0
+    rare = sorted(terms, key=lambda t: -_idf(index, t))[:2]
+    top = hits.passages[0]
+    rare_cov = coverage(index, rare, chunk_terms(index, top.chunk_id)) if rare and top.chunk_id >= 0 else 0.0
+    return [known, top_dense, best.coverage, best.dense, math.log1p(top_bm25), top_bm25 / (sum(w) or 1e-6),
+            cap_unknown, rare_cov, float(top.score)]
+
+
+def confidence(index: Index, hits: Hits, question: str, best: Candidate | None, settings: Settings) -> float:
+    """How well the passages support an answer, in [0, 1]: a logistic model over several
+    signals together (``Settings.abstain_model``, fitted by bench/fit_abstain2.py)."""
     if best is None or not hits.passages:
         return 0.0
-    uniq = list(dict.fromkeys(question_terms))
-    # Share (IDF-weighted) of the question's words that occur anywhere in the corpus: a name
-    # or subject the articles never mention is the surest sign the answer is not there.
-    if uniq:
-        w = [_idf(index, t) for t in uniq]
-        known = sum(wi for t, wi in zip(uniq, w) if index.df.get(t, 0) > 0) / sum(w)
-    else:
-        known = 0.0
-    top_dense = max(p.dense_score or 0.0 for p in hits.passages)
-    z = -6.0 + 4.0 * known + 5.0 * top_dense + 3.0 * best.coverage
-    return 1.0 / (1.0 + math.exp(-z))
+    coef = [float(x) for x in settings.abstain_model.split(",")]
+    feats = abstain_features(index, hits, question, best)
+    if len(coef) != len(feats) + 1:
+        raise ValueError(f"abstain_model must have {len(feats) + 1} numbers. Currently, it has {len(coef)}.")
+    z = coef[0] + sum(c * f for c, f in zip(coef[1:], feats))
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
 def build_answer(
@@ -199,7 +331,7 @@ def build_answer(
     qvec = hits.query_vector if question_vector is None else question_vector
     cands = candidates(index, hits, question, qvec, settings)
     best = cands[0] if cands else None
-    conf = confidence(index, hits, question_terms, best)
+    conf = confidence(index, hits, question, best, settings)
     if best is None or conf < settings.abstain_threshold:
         return Answer(
             text="",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +82,8 @@ def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: 
         for row, score in dense.items():
             dense_best[row] = max(score, dense_best.get(row, -1.0))
         bm25_all = np.maximum(bm25_all, scores)
-    best = sorted(fused, key=lambda r: (-fused[r], r))[:k]
+    depth = max(k, settings.rerank_depth)
+    best = sorted(fused, key=lambda r: (-fused[r], r))[:depth]
     passages = []
     for row in best:
         c = index.chunks[row]
@@ -103,4 +105,23 @@ def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: 
                 chunk_id=row,
             )
         )
-    return Hits(passages, qvecs[0], lexical.tokenize(query))
+    if settings.rerank_depth > 0 and passages:
+        passages = rerank(index, passages, query, qvecs[0], settings)
+    return Hits(passages[:k], qvecs[0], lexical.tokenize(query))
+
+
+def rerank(index: Index, passages: list[Passage], question: str, question_vector: np.ndarray, settings: Settings) -> list[Passage]:
+    """Order passages by their best sentence's score (answers live in sentences), plus the
+    chunk's cosine and its BM25 score relative to the best one (weights in Settings)."""
+    from .answering import question_terms, sentence_features, sentence_score  # answering builds on retrieval
+
+    terms = question_terms(question)
+    top_bm25 = max((p.bm25_score or 0.0) for p in passages) or 1.0
+    scored = []
+    for p in passages:
+        feats = [f for f in sentence_features(index, p.chunk_id, question, terms, question_vector, settings) if f.quotable]
+        best = max((sentence_score(f, settings) for f in feats), default=0.0)
+        score = best + settings.w_rerank_dense * (p.dense_score or 0.0) + settings.w_rerank_bm25 * (p.bm25_score or 0.0) / top_bm25
+        scored.append(dataclasses.replace(p, score=float(score)))
+    scored.sort(key=lambda p: (-p.score, p.chunk_id))
+    return scored
