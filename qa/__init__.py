@@ -18,19 +18,39 @@ from .settings import Settings
 from .types import Answer, BuildReport, Chunk, Citation, Document, Passage, Span
 
 __all__ = [
-    "Answer", "BuildReport", "Chunk", "Citation", "CorpusError", "Document", "Engine", "IndexCorruptError",
-    "IndexStaleError", "InputError", "ModelError", "Passage", "QAError", "Settings", "Span",
-    "answer", "build_index", "get_engine", "retrieve",
+    "Answer",
+    "BuildReport",
+    "Chunk",
+    "Citation",
+    "CorpusError",
+    "Document",
+    "Engine",
+    "IndexCorruptError",
+    "IndexStaleError",
+    "InputError",
+    "ModelError",
+    "Passage",
+    "QAError",
+    "Settings",
+    "Span",
+    "answer",
+    "build_index",
+    "get_engine",
+    "retrieve",
 ]
 __version__ = "0.1.0"
 
 
-def build_index(corpus_dir: str | Path | None = None, index_dir: str | Path | None = None, *, force: bool = False) -> BuildReport:
+def build_index(
+    corpus_dir: str | Path | None = None, index_dir: str | Path | None = None, *, force: bool = False
+) -> BuildReport:
     """Bring the index up to date with the corpus: embeds only new or changed files."""
     return get_engine(corpus_dir, index_dir).build_index(force=force)
 
 
-def retrieve(question: str, k: int = 5, *, corpus_dir: str | Path | None = None, index_dir: str | Path | None = None) -> list[Passage]:
+def retrieve(
+    question: str, k: int = 5, *, corpus_dir: str | Path | None = None, index_dir: str | Path | None = None
+) -> list[Passage]:
     """The k best passages for the question, best first (builds the index on first use)."""
     return get_engine(corpus_dir, index_dir).retrieve(question, k)
 

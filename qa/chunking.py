@@ -18,7 +18,7 @@ from .types import Chunk, Document, Span
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
 _BLOCK = re.compile(r"\n[ \t]*\n")
-_END_PUNCT = tuple('.!?:;"”’\')')
+_END_PUNCT = tuple(".!?:;\"”’')")
 _LIST_MARK = re.compile(r"\A\s*(#{1,6}\s|[-*+]\s|\d+[.)]\s)")
 _WORD = re.compile(r"\S+")
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]

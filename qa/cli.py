@@ -17,7 +17,9 @@ from .types import Answer
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m qa", description="Ask questions about a folder of news articles, offline.")
+    p = argparse.ArgumentParser(
+        prog="python -m qa", description="Ask questions about a folder of news articles, offline."
+    )
     p.add_argument("--corpus", metavar="DIR", help="corpus folder (default: $QA_CORPUS_DIR or ./corpus)")
     p.add_argument("--index", metavar="DIR", help="index folder (default: $QA_INDEX_DIR or ./index)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -65,7 +67,9 @@ def format_answer(a: Answer) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:
         for noisy in ("bm25s", "sentence_transformers", "transformers", "httpx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

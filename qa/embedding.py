@@ -93,7 +93,11 @@ class SentenceTransformerEmbedder:
         except Exception as e:  # noqa: BLE001 - any load failure becomes one clear error
             raise ModelError(f"could not load the embedding model from {str(path)!r}: {e}") from e
         self.max_tokens = int(model.max_seq_length)
-        self.dimension = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension())
+        self.dimension = int(
+            model.get_embedding_dimension()
+            if hasattr(model, "get_embedding_dimension")
+            else model.get_sentence_embedding_dimension()
+        )
         return model
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:

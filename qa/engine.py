@@ -11,7 +11,8 @@ import logging
 import threading
 from pathlib import Path
 
-from . import answering, index as index_mod, retrieval
+from . import answering, retrieval
+from . import index as index_mod
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .errors import IndexCorruptError, IndexStaleError, InputError
 from .settings import Settings
@@ -90,10 +91,14 @@ class Engine:
         q, k = self._check(question, k)
         if history is not None:
             if not isinstance(history, list):
-                raise InputError(f"history must be a list of {{'role', 'content'}} messages. Currently, it is {type(history).__name__}.")
+                raise InputError(
+                    f"history must be a list of {{'role', 'content'}} messages. Currently, it is {type(history).__name__}."
+                )
             for i, m in enumerate(history):
                 if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                    raise InputError(f"history[{i}] must be a {{'role', 'content'}} message. Currently, it is {m!r:.80}.")
+                    raise InputError(
+                        f"history[{i}] must be a {{'role', 'content'}} message. Currently, it is {m!r:.80}."
+                    )
         query = answering.rewrite_query(q, history, self.settings.history_turns)
         index = self.index
         hits = retrieval.search(index, self.embedder, self.settings, q, k, also=(query,))

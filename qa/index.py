@@ -73,7 +73,11 @@ class Index:
     def chunk_vectors(self, rows: list[int] | None = None) -> np.ndarray:
         if rows is None:
             return self.dense.reconstruct_n(0, self.dense.ntotal)
-        return np.stack([self.dense.reconstruct(int(r)) for r in rows]) if rows else np.zeros((0, self.dense.d), np.float32)
+        return (
+            np.stack([self.dense.reconstruct(int(r)) for r in rows])
+            if rows
+            else np.zeros((0, self.dense.d), np.float32)
+        )
 
     def sentence_block(self, chunk_id: int) -> np.ndarray:
         first = self.sentence_rows[chunk_id]
@@ -132,7 +136,9 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, embedder: Emb
             raise IndexStaleError(f"index was built with {key}={manifest.get(key)!r}, now {want!r}")
 
 
-def load_index(index_dir: str | Path, settings: Settings | None = None, embedder: Embedder | None = None) -> Index | None:
+def load_index(
+    index_dir: str | Path, settings: Settings | None = None, embedder: Embedder | None = None
+) -> Index | None:
     """The live index, verified against its checksums; None if there is none.
 
     Raises IndexCorruptError when any file is missing, altered or unreadable, and
@@ -159,7 +165,13 @@ def load_index(index_dir: str | Path, settings: Settings | None = None, embedder
             for line in f:
                 row = json.loads(line)
                 chunks.append(
-                    Chunk(row["source"], row["start"], row["end"], row["text"], tuple(Span(s, e) for s, e in row["sentences"]))
+                    Chunk(
+                        row["source"],
+                        row["start"],
+                        row["end"],
+                        row["text"],
+                        tuple(Span(s, e) for s, e in row["sentences"]),
+                    )
                 )
         dense = faiss.read_index(str(folder / "dense.faiss"))
         sentence_vectors = np.load(folder / "sentences.npy", allow_pickle=False)
@@ -255,7 +267,9 @@ def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) 
         # Chunk and embed what is new; reuse what is not.
         fresh = [d for d in docs if d.source in set(added) | set(updated)]
         new_chunks = {
-            d.source: chunk_document(d, embedder.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_sentences)
+            d.source: chunk_document(
+                d, embedder.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_sentences
+            )
             for d in fresh
         }
         flat_new = [c for d in fresh for c in new_chunks[d.source]]
@@ -314,7 +328,9 @@ def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) 
         )
 
 
-def _write_version(index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_vecs: np.ndarray, sent_vecs: np.ndarray) -> Path:
+def _write_version(
+    index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_vecs: np.ndarray, sent_vecs: np.ndarray
+) -> Path:
     import bm25s
     import faiss
 
@@ -324,7 +340,13 @@ def _write_version(index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_v
     try:
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
             for c in chunks:
-                row = {"source": c.source, "start": c.start, "end": c.end, "text": c.text, "sentences": [[s.start, s.end] for s in c.sentences]}
+                row = {
+                    "source": c.source,
+                    "start": c.start,
+                    "end": c.end,
+                    "text": c.text,
+                    "sentences": [[s.start, s.end] for s in c.sentences],
+                }
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         dense = faiss.IndexFlatIP(manifest["dimension"])
         if len(chunk_vecs):
@@ -337,7 +359,10 @@ def _write_version(index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_v
         bm25 = bm25s.BM25()
         bm25.index(tokens, show_progress=False)
         bm25.save(str(tmp / "bm25"), show_progress=False)
-        manifest = dict(manifest, checksums={p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()})
+        manifest = dict(
+            manifest,
+            checksums={p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
+        )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
         _fsync_tree(tmp)
         final = index_dir / name

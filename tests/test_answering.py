@@ -58,7 +58,9 @@ def test_long_sentences_are_cut_to_the_limit(make_engine, tmp_path):
     corpus = tmp_path / "c"
     corpus.mkdir()
     words = " ".join(f"word{i}" for i in range(150))
-    (corpus / "long.txt").write_text(f"The lighthouse keeper counted {words} before the storm ended.\n", encoding="utf-8")
+    (corpus / "long.txt").write_text(
+        f"The lighthouse keeper counted {words} before the storm ended.\n", encoding="utf-8"
+    )
     engine = make_engine(corpus, abstain_threshold=0.0, answer_max_chars=120)
     answer = engine.answer("What did the lighthouse keeper count before the storm?")
     _check_answer(answer, corpus)
