@@ -198,13 +198,30 @@ def _split_words(text: str, sentence: Span, count_tokens: TokenCounter, budget: 
     """A sentence longer than the window, as consecutive word windows that each fit."""
     words = [Span(m.start(), m.end()) for m in _WORD.finditer(text, sentence.start, sentence.end)]
     counts = count_tokens([text[w.start : w.end] for w in words])
+    pieces: list[tuple[Span, int]] = []
+    for w, c in zip(words, counts, strict=True):
+        pieces.extend(_split_chars(text, w, count_tokens, budget) if c > budget else [(w, c)])
     out: list[tuple[Span, int]] = []
     first, total = 0, 0
-    for k, c in enumerate(counts):
-        c = min(c, budget)  # a single absurd "word" still has to go somewhere
+    for k, (_, c) in enumerate(pieces):
         if total + c > budget and k > first:
-            out.append((Span(words[first].start, words[k - 1].end), total))
+            out.append((Span(pieces[first][0].start, pieces[k - 1][0].end), total))
             first, total = k, 0
         total += c
-    out.append((Span(words[first].start, words[-1].end), total))
+    out.append((Span(pieces[first][0].start, pieces[-1][0].end), total))
+    return out
+
+
+def _split_chars(text: str, word: Span, count_tokens: TokenCounter, budget: int) -> list[tuple[Span, int]]:
+    """One "word" longer than the window (a long URL, a base64 blob) cut into pieces that fit."""
+    out: list[tuple[Span, int]] = []
+    start = word.start
+    while start < word.end:
+        end = word.end
+        n = count_tokens([text[start:end]])[0]
+        while n > budget and end - start > 1:
+            end = start + max(1, (end - start) * budget // (n + 1))
+            n = count_tokens([text[start:end]])[0]
+        out.append((Span(start, end), n))
+        start = end
     return out

@@ -292,3 +292,16 @@ def test_chunk_sentences_are_spans():
     doc = doc_of("One sentence here. Two sentences here.")
     (c,) = chunk_document(doc, count_tokens, 50)
     assert c.sentences == (Span(0, 18), Span(19, 38))
+
+
+def test_a_word_longer_than_the_window_is_cut_never_truncated(fake_embedder):
+    from qa.chunking import chunk_document
+    from qa.corpus import parse_document
+
+    blob = "https://example.org/" + "-".join(f"seg{i}" for i in range(400))
+    doc = parse_document("blob.txt", f"See {blob} for details. The end is near.".encode())
+    chunks = chunk_document(doc, fake_embedder.count_tokens, max_tokens=50, overlap_sentences=0)
+    assert all(fake_embedder.count_tokens([c.text])[0] <= 50 for c in chunks)
+    assert all(doc.text[c.start : c.end] == c.text for c in chunks)
+    covered = "".join(c.text for c in chunks)
+    assert blob.replace("-", "") in covered.replace("-", "").replace(" ", "")
