@@ -17,7 +17,6 @@ for it in range(5000):
     g = p - y
     w -= 0.1 * (Z.T @ g / len(y) + 1e-3 * w); b -= 0.1 * g.mean()
 s = Z @ w + b
-from itertools import product
 def auc(s, y):
     o = np.argsort(s); r = np.empty(len(s)); r[o] = np.arange(len(s))
     n1 = y.sum(); n0 = len(y) - n1
