@@ -69,9 +69,10 @@ class Candidate:
     text: str
     score: float
     dense: float
-    coverage: float  # question terms in the sentence (IDF-weighted share)
+    coverage: float  # question terms in the sentence (IDF-weighted share, smoothed)
     context: float  # question terms in the sentence's chunk
     typed: float  # the sentence holds the kind of thing asked for (a name, a number, a date)
+    raw_coverage: float = 0.0  # coverage without smoothing (what the abstention model weighs)
 
 
 def quotable(text: str, min_words: int) -> bool:
@@ -160,34 +161,63 @@ def coverage(index: Index, question_terms: list[str], text_terms) -> float:
     return got / sum(weights)
 
 
-# What a question asks for, and how a sentence that has it looks.
+# What a question asks for, and how a sentence that has it looks: (question pattern, precise
+# answer pattern, generic answer pattern). A precise match scores 1, a generic one 0.5.
+_NUMBER = r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|billion|dozen|several|few)"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
-_TYPES: list[tuple[re.Pattern, re.Pattern]] = [
-    (re.compile(r"\bhow (?:old|young)\b|\bwhat age\b|\bage of\b", re.I),
-     re.compile(r",\s\d{1,3},|\b\d{1,3}[- ]years?[- ]old\b|\baged? \d{1,3}\b")),
-    (re.compile(r"\bhow (?:many|much|long|far|big|large|tall|often)\b|\bwhat (?:percentage|number|amount)\b", re.I),
-     re.compile(r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen)\b", re.I)),
-    (re.compile(r"\bwhen\b|\bwhat (?:year|date|day|month|time|century|decade)\b|\bwhich (?:year|date|day|month|century)\b", re.I),
-     re.compile(r"\b(?:1[0-9]|20)\d\d\b|\b" + _MONTH + r"\s+\d{1,2}\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b|\b\d{1,2}(?:st|nd|rd|th)? century\b|\b(?:spring|summer|autumn|fall|winter)\b", re.I)),
+_UNITS = r"(?:years?|months?|weeks?|days?|hours?|minutes?|seconds?|decades?|centuries|century)"
+_TYPES: list[tuple[re.Pattern, re.Pattern, re.Pattern]] = [
+    (
+        re.compile(r"\bhow (?:old|young)\b|\bwhat age\b|\bage of\b", re.I),
+        re.compile(r",\s\d{1,3},|\b\d{1,3}[- ]years?[- ]old\b|\baged? \d{1,3}\b"),
+        re.compile(r"\b\d{1,3}\b"),
+    ),
+    (
+        re.compile(r"\bhow long\b", re.I),
+        re.compile(r"\b" + _NUMBER + r"\s+" + _UNITS + r"\b", re.I),
+        re.compile(r"\b" + _NUMBER + r"\b", re.I),
+    ),
+    (
+        re.compile(r"\bhow (?:many|much|far|big|large|tall|often)\b|\bwhat (?:percentage|number|amount)\b", re.I),
+        None,  # precise: the number is followed by the thing counted (see answer_type_score)
+        re.compile(r"\b" + _NUMBER + r"\b", re.I),
+    ),
+    (
+        re.compile(r"\bwhen\b|\bwhat (?:year|date|day|month|time|century|decade)\b|\bwhich (?:year|date|day|month|century)\b|\bin what year\b", re.I),
+        re.compile(r"\b" + _MONTH + r"\s+\d{1,2},?\s+(?:1[0-9]|20)\d\d\b|\b\d{1,2}\s+" + _MONTH + r"\s+(?:1[0-9]|20)\d\d\b"),
+        re.compile(r"\b(?:1[0-9]|20)\d\d\b|\b" + _MONTH + r"\s+\d{1,2}\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|spring|summer|autumn|fall|winter|century|decade)\b", re.I),
+    ),
 ]
+_COUNTED = re.compile(r"\bhow many\s+([A-Za-z-]+)", re.I)
 _WHO = re.compile(r"\bwho(?:m|se)?\b|\bwhich (?:actor|actress|person|people|star|stars|director|writer)\b", re.I)
+_WHO_PLURAL = re.compile(r"\bwho (?:are|were)\b", re.I)
 _WHERE = re.compile(r"\bwhere\b|\bwhat (?:city|country|place|state|town)\b|\bin which (?:city|country|place|state|town)\b", re.I)
 _NAME2 = re.compile(r"\b[A-Z][a-z’'A-Z-]+(?:\s+(?:[A-Z]\.|[A-Z][a-z’'A-Z-]+))+")
 
 
-def answer_type_score(question: str, sentence: str) -> float:
-    """1 when the sentence holds what the question asks for (a number for "how many", a date
-    for "when", a name of two or more words for "who" or "where" that the question does not
-    already give), else 0."""
-    for asks, has in _TYPES:
+def answer_type_score(question: str, sentence: str, generic_credit: float = 0.5) -> float:
+    """How well the sentence holds the kind of thing the question asks for: 1 for a precise
+    match (an age for "how old", a duration for "how long", the thing counted for "how many X",
+    a full date for "when", several names for "who are/were"), ``generic_credit`` for a generic one (any number, a year, a name of
+    two or more words for "who"/"where" that the question does not already give), else 0."""
+    for asks, precise, generic in _TYPES:
         if asks.search(question):
-            return 1.0 if has.search(sentence) else 0.0
+            if precise is None:
+                m = _COUNTED.search(question)
+                counted = lexical.tokenize(m.group(1)) if m else []
+                if counted:
+                    for n in re.finditer(r"\b" + _NUMBER + r"\s+(?:\S+\s+){0,2}?(\S+)", sentence, re.I):
+                        if lexical.tokenize(n.group(1))[:1] == counted[:1]:
+                            return 1.0
+            elif precise.search(sentence):
+                return 1.0
+            return generic_credit if generic.search(sentence) else 0.0
     if _WHO.search(question) or _WHERE.search(question):
         q = set(lexical.words(question))
-        for m in _NAME2.finditer(sentence):
-            if not set(lexical.words(m.group(0))) & q:
-                return 1.0
-        return 0.0
+        names = {m.group(0) for m in _NAME2.finditer(sentence) if not set(lexical.words(m.group(0))) & q}
+        if len(names) >= 2 and _WHO_PLURAL.search(question):
+            return 1.0
+        return generic_credit if names else 0.0
     return 0.0
 
 
@@ -201,10 +231,17 @@ def question_terms(question: str) -> list[str]:
     return lexical.tokenize(_HOW.sub(" ", question)) or lexical.tokenize(question)
 
 
+_GENERIC_HEADS = frozenset(
+    "name names type kind sort term number amount percentage year date time part one purpose reason result "
+    "role use way form main first last other best most".split()
+)
+
+
 def focus_term(question: str) -> str | None:
-    """The noun asked about in "Who are the stars of ...", "What is the name of ..." (stemmed)."""
+    """The noun asked about in "Who are the stars of ...", "What were the causes of ..." (stemmed);
+    None for a generic head ("What is the name of ...") that answer sentences seldom repeat."""
     m = _FOCUS.search(question)
-    if not m:
+    if not m or m.group(1).lower() in _GENERIC_HEADS:
         return None
     t = lexical.tokenize(m.group(1))
     return t[0] if t else None
@@ -232,6 +269,7 @@ class SentenceFeatures:
     typed: float
     quotable: bool
     focus: float = 0.0
+    raw_coverage: float = 0.0
 
 
 def sentence_features(index: Index, chunk_id: int, question: str, question_terms: list[str], question_vector: np.ndarray, settings: Settings) -> list[SentenceFeatures]:
@@ -245,14 +283,19 @@ def sentence_features(index: Index, chunk_id: int, question: str, question_terms
     out = []
     for i, ((span, text, ts), sim) in enumerate(zip(sents, sims)):
         ok = quotable(text, settings.min_answer_words)
-        cov = coverage(index, question_terms, ts) if ok else 0.0
+        cov = raw = coverage(index, question_terms, ts) if ok else 0.0
         if ok and settings.w_previous > 0 and cov < 1.0:
             prev = _previous_terms(index, chunk_id, i)
             if prev is not None:
-                cov += settings.w_previous * (coverage(index, question_terms, ts | prev) - cov)
-        typed = answer_type_score(question, text) if ok else 0.0
+                raw += settings.w_previous * (coverage(index, question_terms, ts | prev) - raw)
+        if ok and settings.coverage_smoothing:
+            total = sum(_idf(index, t) for t in dict.fromkeys(question_terms))
+            cov = raw * total / (total + settings.coverage_smoothing) if total else 0.0
+        else:
+            cov = raw
+        typed = answer_type_score(question, text, settings.type_generic_credit) if ok else 0.0
         has_focus = 1.0 if focus and ok and ts.has(focus) else 0.0
-        out.append(SentenceFeatures(span, text, float(sim), cov, context, typed, ok, has_focus))
+        out.append(SentenceFeatures(span, text, float(sim), cov, context, typed, ok, has_focus, raw))
     return out
 
 
@@ -281,7 +324,7 @@ def candidates(index: Index, hits: Hits, question: str, question_vector: np.ndar
                 continue
             seen.add(key)
             score = sentence_score(f, settings) + settings.w_rank * prior
-            out.append(Candidate(p, rank, f.span, f.text, score, f.dense, f.coverage, f.context, f.typed))
+            out.append(Candidate(p, rank, f.span, f.text, score, f.dense, f.coverage, f.context, f.typed, f.raw_coverage))
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -305,7 +348,7 @@ def abstain_features(index: Index, hits: Hits, question: str, best: Candidate) -
     rare = sorted(terms, key=lambda t: -_idf(index, t))[:2]
     top = hits.passages[0]
     rare_cov = coverage(index, rare, chunk_terms(index, top.chunk_id)) if rare and top.chunk_id >= 0 else 0.0
-    return [known, top_dense, best.coverage, best.dense, math.log1p(top_bm25), top_bm25 / (sum(w) or 1e-6),
+    return [known, top_dense, best.raw_coverage, best.dense, math.log1p(top_bm25), top_bm25 / (sum(w) or 1e-6),
             cap_unknown, rare_cov, float(top.score)]
 
 
@@ -343,10 +386,12 @@ def build_answer(
             message="The articles do not answer this question. The closest passages are listed, but they are not an answer.",
         )
     chosen = [best]
-    for c in cands[1:2]:
-        fits = len(best.text) + len(c.text) + 1 <= settings.answer_max_chars
-        if fits and c.score >= settings.second_sentence_ratio * best.score:
+    for c in cands[1:4]:  # the best runner-up that fits beside it, if it scores close enough
+        if c.score < settings.second_sentence_ratio * best.score:
+            break
+        if len(best.text) + len(c.text) + 1 <= settings.answer_max_chars:
             chosen.append(c)
+            break
     spans = _merge(chosen)
     citations, parts = [], []
     for n, (p, span) in enumerate(spans, 1):

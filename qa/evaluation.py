@@ -393,6 +393,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", metavar="DIR", default=str(DEFAULT_CACHE), help="where the SQuAD corpus and index are kept (default: %(default)s)")
     parser.add_argument("--report", metavar="PATH", default=str(DEFAULT_REPORT), help="JSON report (default: %(default)s)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the BM25-alone and dense-alone baselines")
+    parser.add_argument(
+        "--calibrate", type=int, metavar="N",
+        help="with --squad: fit the abstention model on a seeded sample of N questions (--seed) and print it",
+    )
 
 
 def _fmt(x: Any) -> str:
@@ -419,8 +423,6 @@ def format_squad_table(m: dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace, engine) -> int:
     """``python -m qa eval``: dev set (unless --no-dev), SQuAD when asked; a table and a JSON report."""
-    from .engine import Engine
-
     report: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": _settings_dict(engine.settings)}
     status = 0
     if not args.no_dev:
@@ -443,23 +445,15 @@ def main(args: argparse.Namespace, engine) -> int:
         if not squad.exists():
             print(f"SQuAD: {squad} not found, skipped")
         else:
-            work = squad_workdir(squad, Path(args.cache), engine.settings)
-            data = json.loads(squad.read_text(encoding="utf-8"))
-            questions = write_squad_corpus(data, work / "corpus")
-            sq_engine = Engine(
-                engine.settings.replace(corpus_dir=str(work / "corpus"), index_dir=str(work / "index")), embedder=engine.embedder
-            )
-            t0 = time.perf_counter()
-            br = sq_engine.build_index()
-            seconds = time.perf_counter() - t0
-            built = br.embedded_chunks > 0 or bool(br.rebuilt) or bool(br.added)
-            build_file = work / "build-seconds.json"
-            if built:
-                build_file.write_text(json.dumps({"seconds": seconds, "chunks": br.chunks}))
-            last = json.loads(build_file.read_text())["seconds"] if build_file.exists() else None
+            sq_engine, questions, build = squad_engine(squad, Path(args.cache), engine)
+            if args.calibrate:
+                from .calibration import calibrate
+
+                print(calibrate(sq_engine, sample_questions(questions, args.calibrate, args.seed)).table())
+                return 0
             sample = sample_questions(questions, args.sample, args.seed)
             m = run_squad(sq_engine, sample, baselines=not args.no_baselines)
-            m["build"] = {"built": built, "seconds": seconds, "last_build_seconds": last, "documents": br.documents, "chunks": br.chunks}
+            m["build"] = build
             m["sample"] = args.sample
             m["seed"] = args.seed
             print(format_squad_table(m))
@@ -469,6 +463,27 @@ def main(args: argparse.Namespace, engine) -> int:
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     print(f"report: {out}")
     return status
+
+
+def squad_engine(squad: Path, cache: Path, engine) -> tuple[Any, list[SquadQuestion], dict[str, Any]]:
+    """An engine over the protocol's SQuAD corpus (written under ``cache``, index reused when
+    up to date), its questions, and what the build did (seconds of the last real build kept)."""
+    from .engine import Engine
+
+    work = squad_workdir(squad, cache, engine.settings)
+    data = json.loads(squad.read_text(encoding="utf-8"))
+    questions = write_squad_corpus(data, work / "corpus")
+    sq_engine = Engine(engine.settings.replace(corpus_dir=str(work / "corpus"), index_dir=str(work / "index")), embedder=engine.embedder)
+    t0 = time.perf_counter()
+    br = sq_engine.build_index()
+    seconds = time.perf_counter() - t0
+    built = br.embedded_chunks > 0 or bool(br.rebuilt) or bool(br.added)
+    build_file = work / "build-seconds.json"
+    if built:
+        build_file.write_text(json.dumps({"seconds": seconds, "chunks": br.chunks}))
+    last = json.loads(build_file.read_text())["seconds"] if build_file.exists() else None
+    build = {"built": built, "seconds": seconds, "last_build_seconds": last, "documents": br.documents, "chunks": br.chunks}
+    return sq_engine, questions, build
 
 
 def _settings_dict(settings) -> dict[str, Any]:

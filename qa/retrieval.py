@@ -116,6 +116,7 @@ def rerank(index: Index, passages: list[Passage], question: str, question_vector
     from .answering import question_terms, sentence_features, sentence_score  # answering builds on retrieval
 
     terms = question_terms(question)
+    settings = settings.replace(w_type=settings.w_rerank_type)
     top_bm25 = max((p.bm25_score or 0.0) for p in passages) or 1.0
     scored = []
     for p in passages:

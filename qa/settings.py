@@ -37,11 +37,11 @@ class Settings:
     progress_min_texts: int = _s(200, "Show a progress bar when embedding at least this many texts.")
 
     # Retrieval
-    candidates: int = _s(50, "Results taken from each of dense and BM25 before fusion.")
+    candidates: int = _s(100, "Results taken from each of dense and BM25 before fusion.")
     fusion: str = _s("rrf", "How dense and BM25 are combined: 'rrf' or 'weighted'.")
     rrf_k: int = _s(60, "Constant of reciprocal rank fusion.")
     dense_weight: float = _s(0.5, "Weight of the dense score in 'weighted' fusion (BM25 gets the rest).")
-    rerank_depth: int = _s(20, "Fused results reordered by their best sentence's score (0: no reranking).")
+    rerank_depth: int = _s(40, "Fused results reordered by their best sentence's score (0: no reranking).")
     w_rerank_dense: float = _s(0.6, "Rerank weight: cosine of question and chunk (added to the best sentence's score).")
     w_rerank_bm25: float = _s(0.25, "Rerank weight: the chunk's BM25 score as a share of the best one's.")
     max_question_chars: int = _s(2000, "Longer questions are refused with a clear message.")
@@ -53,14 +53,17 @@ class Settings:
     w_dense: float = _s(0.5, "Sentence score weight: cosine of question and sentence.")
     w_coverage: float = _s(0.4, "Sentence score weight: IDF-weighted share of question words in the sentence.")
     w_context: float = _s(0.1, "Sentence score weight: share of question words in the sentence's chunk.")
-    w_type: float = _s(0.1, "Sentence score weight: holds what is asked for (number, date, name).")
+    w_type: float = _s(0.3, "Sentence score weight: holds what is asked for (number, date, name).")
+    coverage_smoothing: float = _s(2.0, "Added to the IDF total of question words: common-word questions get less lexical credit.")
+    w_rerank_type: float = _s(0.1, "w_type used when reranking passages (w_type itself picks the sentence).")
+    type_generic_credit: float = _s(0.33, "Answer-type credit of a generic match (any number, a one-word name); a precise one gets 1.")
     w_rank: float = _s(0.1, "Sentence score weight: rank of its passage.")
-    w_focus: float = _s(0.0, "Sentence score weight: holds the noun asked about ('Who are the stars of ...').")
+    w_focus: float = _s(0.2, "Sentence score weight: holds the noun asked about ('Who are the stars of ...').")
     w_previous: float = _s(0.5, "Share of the question words found only in the sentence before that count for a sentence.")
-    second_sentence_ratio: float = _s(0.9, "Quote a second sentence when its score is at least this share of the best.")
+    second_sentence_ratio: float = _s(0.5, "Quote a second sentence when its score is at least this share of the best.")
     abstain_threshold: float = _s(0.6, "Abstain when the confidence is below this.")
     abstain_model: str = _s(
-        "-10.34,-1.931,6.422,5.027,3.243,0.7199,2.795,-1.736,0.5763,3.315",
+        "-10.18,-1.685,6.235,5.123,3.793,0.6541,3.18,-1.444,0.5948,2.809",
         "Confidence model: intercept, then weights of known-word share, top cosine, best sentence coverage and cosine, "
         "log(1+top BM25), top BM25 per question IDF, unknown-name share, rare-word coverage, top rerank score.",
     )

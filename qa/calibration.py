@@ -1,0 +1,67 @@
+"""Fit the abstention model: a logistic regression (numpy) over the signals of
+``answering.abstain_features``, on a seeded SQuAD sample labelled in-corpus / out-of-corpus.
+
+    python -m qa eval --squad --calibrate 3000 --seed 1
+
+prints the ``abstain_model`` string for Settings and, for a few thresholds, the share of
+in-corpus questions answered and of out-of-corpus questions refused. Nothing is written:
+a person reads the figures and puts the numbers in ``qa/settings.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import answering, retrieval
+
+
+@dataclass(frozen=True)
+class Calibration:
+    model: str  # the Settings.abstain_model string: intercept, then one weight per feature
+    rows: list[tuple[float, float, float]]  # (threshold, answered in-corpus, refused out-of-corpus)
+
+    def table(self) -> str:
+        lines = [f"abstain_model = {self.model!r}", "threshold  answered(in)  refused(out)"]
+        lines += [f"{t:9.2f}  {a:12.3f}  {r:12.3f}" for t, a, r in self.rows]
+        return "\n".join(lines)
+
+
+def features(engine, questions: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y): the abstention features ``engine.answer`` would weigh for each question, and 1
+    for an in-corpus question. Questions with no candidate sentence are left out."""
+    index, settings, k = engine.index, engine.settings, 5
+    X, y = [], []
+    for q in questions:
+        hits = retrieval.search(index, engine.embedder, settings, q.question, k)
+        cands = answering.candidates(index, hits, q.question, hits.query_vector, settings)
+        if cands:
+            X.append(answering.abstain_features(index, hits, q.question, cands[0]))
+            y.append(1.0 if q.in_corpus else 0.0)
+    return np.array(X, dtype=np.float64), np.array(y, dtype=np.float64)
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, steps: int = 8000, lr: float = 0.2, l2: float = 1e-3) -> np.ndarray:
+    """Intercept and weights (in the features' own units) of an L2-regularised logistic regression."""
+    mu, sd = X.mean(0), X.std(0) + 1e-9
+    Z = (X - mu) / sd
+    w, b = np.zeros(Z.shape[1]), 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(Z @ w + b)))
+        g = p - y
+        w -= lr * (Z.T @ g / len(y) + l2 * w)
+        b -= lr * g.mean()
+    coef = w / sd
+    return np.concatenate([[b - float((w * mu / sd).sum())], coef])
+
+
+def calibrate(engine, questions: Sequence, thresholds: Sequence[float] = (0.4, 0.5, 0.55, 0.6, 0.65, 0.7)) -> Calibration:
+    X, y = features(engine, questions)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("calibration needs both in-corpus and out-of-corpus questions in the sample")
+    theta = fit_logistic(X, y)
+    prob = 1.0 / (1.0 + np.exp(-(X @ theta[1:] + theta[0])))
+    rows = [(t, float(np.mean(prob[y == 1] >= t)), float(np.mean(prob[y == 0] < t))) for t in thresholds]
+    return Calibration(",".join(f"{v:.4g}" for v in theta), rows)
