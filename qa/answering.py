@@ -24,7 +24,7 @@ _ANAPHORA = frozenset(
 )
 _END_PUNCT = tuple('.!?"”’\')')
 _MARKER = re.compile(r"\s*\[\d+\]")
-_NAME = re.compile(r"\b[A-Z][\w’'.-]*(?:\s+(?:[A-Z][\w’'.-]*|&|of|de|van|von))*")
+_NAME = re.compile(r"\b[A-Z][\w’'-]*(?:[ \t]+(?:[A-Z][\w’'-]*|&|of|de|van|von))*")
 
 
 # ---------------------------------------------------------------- follow-ups
