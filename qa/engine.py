@@ -14,7 +14,7 @@ from pathlib import Path
 from . import answering, retrieval
 from . import index as index_mod
 from .embedding import Embedder, SentenceTransformerEmbedder
-from .errors import IndexCorruptError, IndexStaleError, InputError
+from .errors import InputError
 from .settings import Settings
 from .types import Answer, BuildReport, Passage
 
@@ -58,13 +58,6 @@ class Engine:
         """Load the model and the index now, so the first question does not wait for them."""
         _ = self.index
         self.embedder.embed(["warm up"])
-
-    def load_existing(self) -> index_mod.Index | None:
-        """The index on disk without building anything (None when there is none)."""
-        try:
-            return index_mod.load_index(self.settings.index_path, self.settings, self.embedder)
-        except (IndexCorruptError, IndexStaleError):
-            return None
 
     # ------------------------------------------------------------ questions
 

@@ -148,9 +148,11 @@ def test_missing_corpus_folder_raises_corpus_error(make_engine, tmp_path):
 
 
 def test_index_is_built_on_first_question(engine, fake_embedder):
-    assert engine.load_existing() is None
+    from qa.index import load_index
+
+    assert load_index(engine.settings.index_path) is None
     engine.retrieve("Who plays Irving?", k=1)
-    assert engine.load_existing() is not None
+    assert load_index(engine.settings.index_path) is not None
     n = len(fake_embedder.texts)
     engine.retrieve("Who plays Burt?", k=1)
     assert fake_embedder.texts[n:] == ["Who plays Burt?"]
