@@ -386,10 +386,15 @@ def build_answer(
             message="The articles do not answer this question. The closest passages are listed, but they are not an answer.",
         )
     chosen = [best]
-    for c in cands[1:4]:  # the best runner-up that fits beside it, if it scores close enough
+    for c in cands[1:4]:  # the best runner-up that fits beside it, if it scores close enough and is on topic
         if c.score < settings.second_sentence_ratio * best.score:
             break
-        if len(best.text) + len(c.text) + 1 <= settings.answer_max_chars:
+        related = (
+            c.raw_coverage >= settings.second_sentence_coverage * best.raw_coverage
+            or c.typed >= 1.0
+            or _adjacent(best, c)
+        )
+        if related and len(best.text) + len(c.text) + 1 <= settings.answer_max_chars:
             chosen.append(c)
             break
     spans = _merge(chosen)
@@ -407,6 +412,15 @@ def build_answer(
         passages=hits.passages,
         query=query,
     )
+
+
+def _adjacent(a: Candidate, b: Candidate) -> bool:
+    """The two sentences follow each other in the same chunk (only whitespace between)."""
+    if a.passage.chunk_id != b.passage.chunk_id:
+        return False
+    first, second = (a, b) if a.span.start < b.span.start else (b, a)
+    p = a.passage
+    return not p.text[first.span.end - p.start : second.span.start - p.start].strip()
 
 
 def _merge(chosen: list[Candidate]) -> list[tuple[Passage, Span]]:

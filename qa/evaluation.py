@@ -116,6 +116,7 @@ class DevTurn:
     passed: bool
     answer: Answer
     problems: list[str] = field(default_factory=list)
+    ms: float = 0.0  # how long the answer took
 
 
 def check_turn(answer: Answer, turn: dict[str, Any], corpus_dir: str | Path) -> tuple[bool, list[str]]:
@@ -144,9 +145,11 @@ def run_dev(engine, rows: Sequence[dict[str, Any]], corpus_dir: str | Path, k: i
         history: list[dict[str, str]] = []
         outcome = []
         for t in turns:
+            t0 = time.perf_counter()
             a = engine.answer(t["question"], history or None, k)
+            ms = 1000 * (time.perf_counter() - t0)
             ok, problems = check_turn(a, t if "turns" not in row else {**t, "answerable": True}, corpus_dir)
-            outcome.append(DevTurn(t["question"], ok, a, problems))
+            outcome.append(DevTurn(t["question"], ok, a, problems, ms))
             history += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": a.text}]
         if len(outcome) == 1:
             passed = outcome[0].passed
@@ -167,6 +170,7 @@ def run_dev(engine, rows: Sequence[dict[str, Any]], corpus_dir: str | Path, k: i
                         "confidence": o.answer.confidence,
                         "text": o.answer.text,
                         "sources": [c.source for c in o.answer.citations],
+                        "latency_ms": round(o.ms, 2),
                     }
                     for o in outcome
                 ],
@@ -384,6 +388,7 @@ def run_squad(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev", metavar="PATH", default=str(DEFAULT_DEV), help="dev question set (JSONL); default: %(default)s")
     parser.add_argument("--no-dev", action="store_true", help="skip the dev question set")
+    parser.add_argument("--dev-repeat", type=int, default=10, metavar="N", help="ask the dev set N times for its latency figures (default 10)")
     parser.add_argument(
         "--squad", metavar="PATH", nargs="?", const=str(DEFAULT_SQUAD), default=None,
         help=f"run the SQuAD v1.1 closed-corpus benchmark (default file: {DEFAULT_SQUAD})",
@@ -430,10 +435,13 @@ def main(args: argparse.Namespace, engine) -> int:
         if not dev.exists():
             print(f"dev set: {dev} not found, skipped")
         else:
-            engine.build_index()
-            results = run_dev(engine, read_dev(dev), engine.settings.corpus_dir)
+            engine.warm_up()
+            rows = read_dev(dev)
+            results = run_dev(engine, rows, engine.settings.corpus_dir)
             passed = sum(r["passed"] for r in results)
-            print(f"dev set ({dev.name}): {passed}/{len(results)} passed")
+            lat = [t["latency_ms"] for _ in range(args.dev_repeat - 1) for r in run_dev(engine, rows, engine.settings.corpus_dir) for t in r["turns"]]
+            lat += [t["latency_ms"] for r in results for t in r["turns"]]
+            print(f"dev set ({dev.name}): {passed}/{len(results)} passed; warm latency p50 {percentile(lat, 50):.1f} ms, p95 {percentile(lat, 95):.1f} ms over {len(lat)} answers")
             for r in results:
                 if not r["passed"]:
                     for t in r["turns"]:

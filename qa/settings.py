@@ -61,6 +61,7 @@ class Settings:
     w_focus: float = _s(0.2, "Sentence score weight: holds the noun asked about ('Who are the stars of ...').")
     w_previous: float = _s(0.5, "Share of the question words found only in the sentence before that count for a sentence.")
     second_sentence_ratio: float = _s(0.5, "Quote a second sentence when its score is at least this share of the best.")
+    second_sentence_coverage: float = _s(0.8, "...and covers this share of the question words the best one covers (or precisely matches the answer type).")
     abstain_threshold: float = _s(0.6, "Abstain when the confidence is below this.")
     abstain_model: str = _s(
         "-10.18,-1.685,6.235,5.123,3.793,0.6541,3.18,-1.444,0.5948,2.809",
