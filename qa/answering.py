@@ -22,7 +22,7 @@ from .types import Answer, Citation, Passage, Span
 _ANAPHORA = frozenset(
     "he she it they him her his hers its their theirs them this that these those there then the_former the_latter".split()
 )
-_END_PUNCT = tuple('.!?"”’\')')
+_END_PUNCT = tuple(".!?\"”’')")
 _MARKER = re.compile(r"\s*\[\d+\]")
 _NAME = re.compile(r"\b[A-Z][\w’'-]*(?:[ \t]+(?:[A-Z][\w’'-]*|&|of|de|van|von))*")
 
@@ -157,7 +157,7 @@ def coverage(index: Index, question_terms: list[str], text_terms) -> float:
         return 0.0
     ts = text_terms if isinstance(text_terms, TermSet) else TermSet.of(text_terms)
     weights = [_idf(index, t) for t in uniq]
-    got = sum(w for t, w in zip(uniq, weights) if ts.has(t))
+    got = sum(w for t, w in zip(uniq, weights, strict=True) if ts.has(t))
     return got / sum(weights)
 
 
@@ -183,15 +183,27 @@ _TYPES: list[tuple[re.Pattern, re.Pattern, re.Pattern]] = [
         re.compile(r"\b" + _NUMBER + r"\b", re.I),
     ),
     (
-        re.compile(r"\bwhen\b|\bwhat (?:year|date|day|month|time|century|decade)\b|\bwhich (?:year|date|day|month|century)\b|\bin what year\b", re.I),
-        re.compile(r"\b" + _MONTH + r"\s+\d{1,2},?\s+(?:1[0-9]|20)\d\d\b|\b\d{1,2}\s+" + _MONTH + r"\s+(?:1[0-9]|20)\d\d\b"),
-        re.compile(r"\b(?:1[0-9]|20)\d\d\b|\b" + _MONTH + r"\s+\d{1,2}\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|spring|summer|autumn|fall|winter|century|decade)\b", re.I),
+        re.compile(
+            r"\bwhen\b|\bwhat (?:year|date|day|month|time|century|decade)\b|\bwhich (?:year|date|day|month|century)\b|\bin what year\b",
+            re.I,
+        ),
+        re.compile(
+            r"\b" + _MONTH + r"\s+\d{1,2},?\s+(?:1[0-9]|20)\d\d\b|\b\d{1,2}\s+" + _MONTH + r"\s+(?:1[0-9]|20)\d\d\b"
+        ),
+        re.compile(
+            r"\b(?:1[0-9]|20)\d\d\b|\b"
+            + _MONTH
+            + r"\s+\d{1,2}\b|\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|spring|summer|autumn|fall|winter|century|decade)\b",
+            re.I,
+        ),
     ),
 ]
 _COUNTED = re.compile(r"\bhow many\s+([A-Za-z-]+)", re.I)
 _WHO = re.compile(r"\bwho(?:m|se)?\b|\bwhich (?:actor|actress|person|people|star|stars|director|writer)\b", re.I)
 _WHO_PLURAL = re.compile(r"\bwho (?:are|were)\b", re.I)
-_WHERE = re.compile(r"\bwhere\b|\bwhat (?:city|country|place|state|town)\b|\bin which (?:city|country|place|state|town)\b", re.I)
+_WHERE = re.compile(
+    r"\bwhere\b|\bwhat (?:city|country|place|state|town)\b|\bin which (?:city|country|place|state|town)\b", re.I
+)
 _NAME2 = re.compile(r"\b[A-Z][a-z’'A-Z-]+(?:\s+(?:[A-Z]\.|[A-Z][a-z’'A-Z-]+))+")
 
 
@@ -222,7 +234,9 @@ def answer_type_score(question: str, sentence: str, generic_credit: float = 0.5)
 
 
 _HOW = re.compile(r"\bhow\s+(old|young|long|far|big|large|tall|often|much|many|wide|high|deep|heavy|fast)\b", re.I)
-_FOCUS = re.compile(r"^\s*(?:who|what|which|whose)\s+(?:is|are|was|were)\s+(?:the\s+|a\s+|an\s+)?([A-Za-z][\w-]*)", re.I)
+_FOCUS = re.compile(
+    r"^\s*(?:who|what|which|whose)\s+(?:is|are|was|were)\s+(?:the\s+|a\s+|an\s+)?([A-Za-z][\w-]*)", re.I
+)
 
 
 def question_terms(question: str) -> list[str]:
@@ -272,7 +286,14 @@ class SentenceFeatures:
     raw_coverage: float = 0.0
 
 
-def sentence_features(index: Index, chunk_id: int, question: str, question_terms: list[str], question_vector: np.ndarray, settings: Settings) -> list[SentenceFeatures]:
+def sentence_features(
+    index: Index,
+    chunk_id: int,
+    question: str,
+    question_terms: list[str],
+    question_vector: np.ndarray,
+    settings: Settings,
+) -> list[SentenceFeatures]:
     """Every sentence of a chunk with what sentence scoring needs. A sentence's coverage counts the
     sentence before it at ``w_previous`` (its subject is often there: "The show stars ...")."""
     sents = chunk_sentences(index, chunk_id)
@@ -281,7 +302,7 @@ def sentence_features(index: Index, chunk_id: int, question: str, question_terms
     context = coverage(index, question_terms, chunk_terms(index, chunk_id))
     focus = focus_term(question) if settings.w_focus else None
     out = []
-    for i, ((span, text, ts), sim) in enumerate(zip(sents, sims)):
+    for i, ((span, text, ts), sim) in enumerate(zip(sents, sims, strict=True)):
         ok = quotable(text, settings.min_answer_words)
         cov = raw = coverage(index, question_terms, ts) if ok else 0.0
         if ok and settings.w_previous > 0 and cov < 1.0:
@@ -310,7 +331,9 @@ def sentence_score(f: SentenceFeatures, settings: Settings) -> float:
     )
 
 
-def candidates(index: Index, hits: Hits, question: str, question_vector: np.ndarray, settings: Settings) -> list[Candidate]:
+def candidates(
+    index: Index, hits: Hits, question: str, question_vector: np.ndarray, settings: Settings
+) -> list[Candidate]:
     """Every quotable sentence of the passages, scored against the question, best first."""
     terms = question_terms(question)
     out: list[Candidate] = []
@@ -324,7 +347,9 @@ def candidates(index: Index, hits: Hits, question: str, question_vector: np.ndar
                 continue
             seen.add(key)
             score = sentence_score(f, settings) + settings.w_rank * prior
-            out.append(Candidate(p, rank, f.span, f.text, score, f.dense, f.coverage, f.context, f.typed, f.raw_coverage))
+            out.append(
+                Candidate(p, rank, f.span, f.text, score, f.dense, f.coverage, f.context, f.typed, f.raw_coverage)
+            )
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -339,7 +364,7 @@ def abstain_features(index: Index, hits: Hits, question: str, best: Candidate) -
     """What the abstention model weighs, in the order of ``Settings.abstain_model``."""
     terms = list(dict.fromkeys(lexical.tokenize(question)))
     w = [_idf(index, t) for t in terms]
-    known = sum(wi for t, wi in zip(terms, w) if index.df.get(t, 0) > 0) / sum(w) if w else 0.0
+    known = sum(wi for t, wi in zip(terms, w, strict=True) if index.df.get(t, 0) > 0) / sum(w) if w else 0.0
     top_dense = max(p.dense_score or 0.0 for p in hits.passages)
     top_bm25 = max(p.bm25_score or 0.0 for p in hits.passages)
     # capitalised words past the first (names, mostly) that the corpus never mentions
@@ -348,8 +373,17 @@ def abstain_features(index: Index, hits: Hits, question: str, best: Candidate) -
     rare = sorted(terms, key=lambda t: -_idf(index, t))[:2]
     top = hits.passages[0]
     rare_cov = coverage(index, rare, chunk_terms(index, top.chunk_id)) if rare and top.chunk_id >= 0 else 0.0
-    return [known, top_dense, best.raw_coverage, best.dense, math.log1p(top_bm25), top_bm25 / (sum(w) or 1e-6),
-            cap_unknown, rare_cov, float(top.score)]
+    return [
+        known,
+        top_dense,
+        best.raw_coverage,
+        best.dense,
+        math.log1p(top_bm25),
+        top_bm25 / (sum(w) or 1e-6),
+        cap_unknown,
+        rare_cov,
+        float(top.score),
+    ]
 
 
 def confidence(index: Index, hits: Hits, question: str, best: Candidate | None, settings: Settings) -> float:
@@ -361,7 +395,7 @@ def confidence(index: Index, hits: Hits, question: str, best: Candidate | None, 
     feats = abstain_features(index, hits, question, best)
     if len(coef) != len(feats) + 1:
         raise ValueError(f"abstain_model must have {len(feats) + 1} numbers. Currently, it has {len(coef)}.")
-    z = coef[0] + sum(c * f for c, f in zip(coef[1:], feats))
+    z = coef[0] + sum(c * f for c, f in zip(coef[1:], feats, strict=True))
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
@@ -427,7 +461,11 @@ def _merge(chosen: list[Candidate]) -> list[tuple[Passage, Span]]:
     """Chosen sentences in reading order; neighbours in the same passage become one quote."""
     first = chosen[0]
     rest = chosen[1:]
-    ordered = sorted(chosen, key=lambda c: (c.passage.source != first.passage.source, c.passage.source, c.span.start)) if rest else chosen
+    ordered = (
+        sorted(chosen, key=lambda c: (c.passage.source != first.passage.source, c.passage.source, c.span.start))
+        if rest
+        else chosen
+    )
     out: list[tuple[Passage, Span]] = []
     for c in ordered:
         if out:
@@ -444,7 +482,10 @@ def _fit(p: Passage, span: Span, terms: list[str], max_chars: int) -> Span:
     """The span, or its best window of whole words when it is longer than ``max_chars``."""
     if span.end - span.start <= max_chars:
         return span
-    words = [(span.start + m.start(), span.start + m.end()) for m in re.finditer(r"\S+", p.text[span.start - p.start : span.end - p.start])]
+    words = [
+        (span.start + m.start(), span.start + m.end())
+        for m in re.finditer(r"\S+", p.text[span.start - p.start : span.end - p.start])
+    ]
     wanted = set(terms)
     best, best_hits = None, -1
     for i in range(len(words)):

@@ -57,7 +57,9 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, steps: int = 8000, lr: float = 0.
     return np.concatenate([[b - float((w * mu / sd).sum())], coef])
 
 
-def calibrate(engine, questions: Sequence, thresholds: Sequence[float] = (0.4, 0.5, 0.55, 0.6, 0.65, 0.7)) -> Calibration:
+def calibrate(
+    engine, questions: Sequence, thresholds: Sequence[float] = (0.4, 0.5, 0.55, 0.6, 0.65, 0.7)
+) -> Calibration:
     X, y = features(engine, questions)
     if len(set(y.tolist())) < 2:
         raise ValueError("calibration needs both in-corpus and out-of-corpus questions in the sample")

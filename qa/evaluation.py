@@ -289,7 +289,9 @@ def squad_workdir(squad_path: Path, cache_dir: Path, settings) -> Path:
     return cache_dir / f"squad-{h}-p{PROTOCOL_VERSION}"
 
 
-def baseline_ranks(index, embedder, questions: Sequence[SquadQuestion], k: int = 5, batch: int = 256) -> dict[str, list[int | None]]:
+def baseline_ranks(
+    index, embedder, questions: Sequence[SquadQuestion], k: int = 5, batch: int = 256
+) -> dict[str, list[int | None]]:
     """BM25-alone and dense-alone covering ranks (top ``k``) computed on the index directly."""
     from . import lexical
     from .retrieval import bm25_scores, bm25_search, dense_search
@@ -352,8 +354,15 @@ def run_squad(
             refused += a.abstained
         if keep_answers:
             rows.append(
-                {"id": q.id, "in_corpus": q.in_corpus, "rank": r, "correct": ok, "abstained": a.abstained,
-                 "confidence": a.confidence, "text": a.text}
+                {
+                    "id": q.id,
+                    "in_corpus": q.in_corpus,
+                    "rank": r,
+                    "correct": ok,
+                    "abstained": a.abstained,
+                    "confidence": a.confidence,
+                    "text": a.text,
+                }
             )
     n_in, n_out = len(inside), len(outside)
     metrics: dict[str, Any] = {
@@ -386,20 +395,43 @@ def run_squad(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dev", metavar="PATH", default=str(DEFAULT_DEV), help="dev question set (JSONL); default: %(default)s")
-    parser.add_argument("--no-dev", action="store_true", help="skip the dev question set")
-    parser.add_argument("--dev-repeat", type=int, default=10, metavar="N", help="ask the dev set N times for its latency figures (default 10)")
     parser.add_argument(
-        "--squad", metavar="PATH", nargs="?", const=str(DEFAULT_SQUAD), default=None,
+        "--dev", metavar="PATH", default=str(DEFAULT_DEV), help="dev question set (JSONL); default: %(default)s"
+    )
+    parser.add_argument("--no-dev", action="store_true", help="skip the dev question set")
+    parser.add_argument(
+        "--dev-repeat",
+        type=int,
+        default=10,
+        metavar="N",
+        help="ask the dev set N times for its latency figures (default 10)",
+    )
+    parser.add_argument(
+        "--squad",
+        metavar="PATH",
+        nargs="?",
+        const=str(DEFAULT_SQUAD),
+        default=None,
         help=f"run the SQuAD v1.1 closed-corpus benchmark (default file: {DEFAULT_SQUAD})",
     )
-    parser.add_argument("--sample", type=int, metavar="N", help="a seeded sample of N SQuAD questions (default: all 10,570)")
+    parser.add_argument(
+        "--sample", type=int, metavar="N", help="a seeded sample of N SQuAD questions (default: all 10,570)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
-    parser.add_argument("--cache", metavar="DIR", default=str(DEFAULT_CACHE), help="where the SQuAD corpus and index are kept (default: %(default)s)")
-    parser.add_argument("--report", metavar="PATH", default=str(DEFAULT_REPORT), help="JSON report (default: %(default)s)")
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=str(DEFAULT_CACHE),
+        help="where the SQuAD corpus and index are kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--report", metavar="PATH", default=str(DEFAULT_REPORT), help="JSON report (default: %(default)s)"
+    )
     parser.add_argument("--no-baselines", action="store_true", help="skip the BM25-alone and dense-alone baselines")
     parser.add_argument(
-        "--calibrate", type=int, metavar="N",
+        "--calibrate",
+        type=int,
+        metavar="N",
         help="with --squad: fit the abstention model on a seeded sample of N questions (--seed) and print it",
     )
 
@@ -420,7 +452,11 @@ def format_squad_table(m: dict[str, Any]) -> str:
     if b:
         lines.append(
             f"index: {b['documents']} articles, {b['chunks']} chunks; "
-            + (f"built in {b['seconds']:.1f} s" if b["built"] else f"reused (last build {_fmt(b.get('last_build_seconds'))} s)")
+            + (
+                f"built in {b['seconds']:.1f} s"
+                if b["built"]
+                else f"reused (last build {_fmt(b.get('last_build_seconds'))} s)"
+            )
         )
     lines.append(f"questions: {m['in_corpus']} in corpus, {m['out_of_corpus']} out of corpus")
     return "\n".join(lines)
@@ -428,7 +464,10 @@ def format_squad_table(m: dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace, engine) -> int:
     """``python -m qa eval``: dev set (unless --no-dev), SQuAD when asked; a table and a JSON report."""
-    report: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": _settings_dict(engine.settings)}
+    report: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "settings": _settings_dict(engine.settings),
+    }
     status = 0
     if not args.no_dev:
         dev = Path(args.dev)
@@ -439,13 +478,22 @@ def main(args: argparse.Namespace, engine) -> int:
             rows = read_dev(dev)
             results = run_dev(engine, rows, engine.settings.corpus_dir)
             passed = sum(r["passed"] for r in results)
-            lat = [t["latency_ms"] for _ in range(args.dev_repeat - 1) for r in run_dev(engine, rows, engine.settings.corpus_dir) for t in r["turns"]]
+            lat = [
+                t["latency_ms"]
+                for _ in range(args.dev_repeat - 1)
+                for r in run_dev(engine, rows, engine.settings.corpus_dir)
+                for t in r["turns"]
+            ]
             lat += [t["latency_ms"] for r in results for t in r["turns"]]
-            print(f"dev set ({dev.name}): {passed}/{len(results)} passed; warm latency p50 {percentile(lat, 50):.1f} ms, p95 {percentile(lat, 95):.1f} ms over {len(lat)} answers")
+            print(
+                f"dev set ({dev.name}): {passed}/{len(results)} passed; warm latency p50 {percentile(lat, 50):.1f} ms, p95 {percentile(lat, 95):.1f} ms over {len(lat)} answers"
+            )
             for r in results:
                 if not r["passed"]:
                     for t in r["turns"]:
-                        print(f"  FAIL {r['id']}: {t['question']} — {'; '.join(t['problems']) or 'ok'} — {t['text'][:120]!r}")
+                        print(
+                            f"  FAIL {r['id']}: {t['question']} — {'; '.join(t['problems']) or 'ok'} — {t['text'][:120]!r}"
+                        )
             report["dev"] = {"path": str(dev), "passed": passed, "total": len(results), "results": results}
             status = 0 if passed == len(results) else 1
     if args.squad:
@@ -481,7 +529,10 @@ def squad_engine(squad: Path, cache: Path, engine) -> tuple[Any, list[SquadQuest
     work = squad_workdir(squad, cache, engine.settings)
     data = json.loads(squad.read_text(encoding="utf-8"))
     questions = write_squad_corpus(data, work / "corpus")
-    sq_engine = Engine(engine.settings.replace(corpus_dir=str(work / "corpus"), index_dir=str(work / "index")), embedder=engine.embedder)
+    sq_engine = Engine(
+        engine.settings.replace(corpus_dir=str(work / "corpus"), index_dir=str(work / "index")),
+        embedder=engine.embedder,
+    )
     t0 = time.perf_counter()
     br = sq_engine.build_index()
     seconds = time.perf_counter() - t0
@@ -490,7 +541,13 @@ def squad_engine(squad: Path, cache: Path, engine) -> tuple[Any, list[SquadQuest
     if built:
         build_file.write_text(json.dumps({"seconds": seconds, "chunks": br.chunks}))
     last = json.loads(build_file.read_text())["seconds"] if build_file.exists() else None
-    build = {"built": built, "seconds": seconds, "last_build_seconds": last, "documents": br.documents, "chunks": br.chunks}
+    build = {
+        "built": built,
+        "seconds": seconds,
+        "last_build_seconds": last,
+        "documents": br.documents,
+        "chunks": br.chunks,
+    }
     return sq_engine, questions, build
 
 

@@ -29,7 +29,7 @@ def dense_search(index: Index, query_vector: np.ndarray, n: int) -> dict[int, fl
     if n <= 0:
         return {}
     scores, rows = index.dense.search(query_vector.reshape(1, -1).astype(np.float32), n)
-    return {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
+    return {int(r): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0}
 
 
 def bm25_scores(index: Index, terms: list[str]) -> np.ndarray:
@@ -66,7 +66,9 @@ def fuse(dense: dict[int, float], bm25: dict[int, float], settings: Settings) ->
     raise ValueError(f"fusion must be 'rrf' or 'weighted'. Currently, it is {settings.fusion!r}.")
 
 
-def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: int, also: tuple[str, ...] = ()) -> Hits:
+def search(
+    index: Index, embedder: Embedder, settings: Settings, query: str, k: int, also: tuple[str, ...] = ()
+) -> Hits:
     """The ``k`` best passages for ``query``. With ``also`` (other phrasings, such as a follow-up
     question before and after its rewrite), every phrasing's dense and BM25 rankings are fused."""
     queries = [query, *[q for q in also if q and q != query]]
@@ -74,7 +76,7 @@ def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: 
     dense_best: dict[int, float] = {}
     bm25_all = np.zeros(len(index.chunks), dtype=np.float32)
     fused: dict[int, float] = {}
-    for q, qvec in zip(queries, qvecs):
+    for q, qvec in zip(queries, qvecs, strict=True):
         dense = dense_search(index, qvec, settings.candidates)
         scores = bm25_scores(index, lexical.tokenize(q))
         for row, score in fuse(dense, bm25_search(scores, settings.candidates), settings).items():
@@ -110,7 +112,9 @@ def search(index: Index, embedder: Embedder, settings: Settings, query: str, k: 
     return Hits(passages[:k], qvecs[0], lexical.tokenize(query))
 
 
-def rerank(index: Index, passages: list[Passage], question: str, question_vector: np.ndarray, settings: Settings) -> list[Passage]:
+def rerank(
+    index: Index, passages: list[Passage], question: str, question_vector: np.ndarray, settings: Settings
+) -> list[Passage]:
     """Order passages by their best sentence's score (answers live in sentences), plus the
     chunk's cosine and its BM25 score relative to the best one (weights in Settings)."""
     from .answering import question_terms, sentence_features, sentence_score  # answering builds on retrieval
@@ -120,9 +124,15 @@ def rerank(index: Index, passages: list[Passage], question: str, question_vector
     top_bm25 = max((p.bm25_score or 0.0) for p in passages) or 1.0
     scored = []
     for p in passages:
-        feats = [f for f in sentence_features(index, p.chunk_id, question, terms, question_vector, settings) if f.quotable]
+        feats = [
+            f for f in sentence_features(index, p.chunk_id, question, terms, question_vector, settings) if f.quotable
+        ]
         best = max((sentence_score(f, settings) for f in feats), default=0.0)
-        score = best + settings.w_rerank_dense * (p.dense_score or 0.0) + settings.w_rerank_bm25 * (p.bm25_score or 0.0) / top_bm25
+        score = (
+            best
+            + settings.w_rerank_dense * (p.dense_score or 0.0)
+            + settings.w_rerank_bm25 * (p.bm25_score or 0.0) / top_bm25
+        )
         scored.append(dataclasses.replace(p, score=float(score)))
     scored.sort(key=lambda p: (-p.score, p.chunk_id))
     return scored

@@ -54,14 +54,23 @@ class Settings:
     w_coverage: float = _s(0.4, "Sentence score weight: IDF-weighted share of question words in the sentence.")
     w_context: float = _s(0.1, "Sentence score weight: share of question words in the sentence's chunk.")
     w_type: float = _s(0.3, "Sentence score weight: holds what is asked for (number, date, name).")
-    coverage_smoothing: float = _s(2.0, "Added to the IDF total of question words: common-word questions get less lexical credit.")
+    coverage_smoothing: float = _s(
+        2.0, "Added to the IDF total of question words: common-word questions get less lexical credit."
+    )
     w_rerank_type: float = _s(0.1, "w_type used when reranking passages (w_type itself picks the sentence).")
-    type_generic_credit: float = _s(0.33, "Answer-type credit of a generic match (any number, a one-word name); a precise one gets 1.")
+    type_generic_credit: float = _s(
+        0.33, "Answer-type credit of a generic match (any number, a one-word name); a precise one gets 1."
+    )
     w_rank: float = _s(0.1, "Sentence score weight: rank of its passage.")
     w_focus: float = _s(0.2, "Sentence score weight: holds the noun asked about ('Who are the stars of ...').")
-    w_previous: float = _s(0.5, "Share of the question words found only in the sentence before that count for a sentence.")
+    w_previous: float = _s(
+        0.5, "Share of the question words found only in the sentence before that count for a sentence."
+    )
     second_sentence_ratio: float = _s(0.5, "Quote a second sentence when its score is at least this share of the best.")
-    second_sentence_coverage: float = _s(0.8, "...and covers this share of the question words the best one covers (or precisely matches the answer type).")
+    second_sentence_coverage: float = _s(
+        0.8,
+        "...and covers this share of the question words the best one covers (or precisely matches the answer type).",
+    )
     abstain_threshold: float = _s(0.6, "Abstain when the confidence is below this.")
     abstain_model: str = _s(
         "-10.18,-1.685,6.235,5.123,3.793,0.6541,3.18,-1.444,0.5948,2.809",

@@ -49,7 +49,7 @@ def test_calibrate_uses_the_answer_path_features(make_engine, seed_corpus):
     h = retrieval.search(engine.index, engine.embedder, engine.settings, questions[0].question, 5)
     best = answering.candidates(engine.index, h, questions[0].question, h.query_vector, engine.settings)[0]
     assert len(coef) == len(answering.abstain_features(engine.index, h, questions[0].question, best)) + 1
-    (t, answered, refused), = cal.rows
+    ((t, answered, refused),) = cal.rows
     assert t == 0.5 and 0.0 <= answered <= 1.0 and 0.0 <= refused <= 1.0
     # the fitted model drops straight into Settings and answers with it
     answer = make_engine(seed_corpus, abstain_model=cal.model).answer(questions[0].question)

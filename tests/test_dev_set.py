@@ -54,7 +54,9 @@ def test_follow_up_turns_are_answered(dev_results, qid):
 def test_every_citation_verbatim_and_answer_only_quotes(real_engine):
     """All dev questions, plus a few more: quotes are file_text[start:end], text is only quotes."""
     questions = [t["question"] for r in _ROWS for t in (r.get("turns") or [r])] + [
-        "Who is Christopher Walken?", "What did Turturro say about season 2?", "Where is Lumon?"
+        "Who is Christopher Walken?",
+        "What did Turturro say about season 2?",
+        "Where is Lumon?",
     ]
     for q in questions:
         a = real_engine.answer(q)

@@ -28,6 +28,8 @@ def test_who_plays_mark_then_what_did_he_caption(real_engine):
 
 def test_a_standalone_question_after_a_chat_is_not_rewritten(real_engine):
     first = real_engine.answer("Who plays Mark?")
-    a = real_engine.answer("Who directed and executive produced Severance?", history=_history(("Who plays Mark?", first)))
+    a = real_engine.answer(
+        "Who directed and executive produced Severance?", history=_history(("Who plays Mark?", first))
+    )
     assert a.query == "Who directed and executive produced Severance?"
     assert "ben stiller" in normalize_dev(a.text)
