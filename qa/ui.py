@@ -242,7 +242,7 @@ def respond(engine: Engine, question: str | None, history: list[dict] | None = N
 
 
 def example_questions(engine: Engine, n: int = EXAMPLES) -> list[str]:
-    """Questions drawn from the articles: "What do the articles say about <name>?" for the names they mention most
+    """Questions drawn from the articles: "What do we know about <name>?" for the names they mention most
     (two or more capitalised words, not at a sentence start), kept only when the engine answers
     them; else one question per article title."""
     counts: Counter[str] = Counter()
@@ -250,7 +250,7 @@ def example_questions(engine: Engine, n: int = EXAMPLES) -> list[str]:
         counts.update(m.group(0) for m in _EXAMPLE_NAME.finditer(chunk.text))
     out: list[str] = []
     for name, _ in counts.most_common(4 * n):
-        question = f"What do the articles say about {name}?"
+        question = f"What do we know about {name}?"
         try:
             if not engine.answer(question).abstained:
                 out.append(question)
@@ -475,6 +475,7 @@ def build_ui(engine: Engine) -> Any:
             raise gr.Error(reply.warning)
         return reply.answer.to_dict()
 
+    examples = example_questions(engine)
     with gr.Blocks(title="Ask the articles", analytics_enabled=False) as demo:
         gr.Markdown(f"## Ask the articles\n{INTRO}")
         history = gr.State([])
@@ -491,7 +492,7 @@ def build_ui(engine: Engine) -> Any:
                 )
                 with gr.Row():
                     question = gr.Textbox(
-                        placeholder="e.g. Who plays Irving in Severance?",
+                        placeholder=f"e.g. {examples[0]}" if examples else "Ask about the articles",
                         show_label=False,
                         scale=5,
                         lines=1,
@@ -500,7 +501,7 @@ def build_ui(engine: Engine) -> Any:
                         submit_btn="Ask",
                     )
                     clear = gr.Button("New chat", scale=1, min_width=100, variant="secondary", elem_id="qa-clear")
-                gr.Examples(example_questions(engine), inputs=question, label="Try asking")
+                gr.Examples(examples, inputs=question, label="Try asking")
             with gr.Column(scale=1, min_width=260, elem_id="qa-side"):
                 gr.Markdown("### The index")
                 status = gr.HTML("", elem_id="qa-status")  # filled on each page load, so it is never stale

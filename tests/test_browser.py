@@ -118,7 +118,7 @@ def test_page_loads_offline_with_status_and_examples(page):
     from playwright.sync_api import expect
 
     expect(page.locator(".qa-status")).to_contain_text(re.compile(r"3 articles · \d+ chunks\s*built \d{4}-"))
-    expect(page.get_by_role("button", name=re.compile(r"^What do the articles say about [A-Z]")).first).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^What do we know about [A-Z]")).first).to_be_visible()
     font = page.locator(".qa-status").evaluate("e => getComputedStyle(e).fontFamily")
     assert "system-ui" in font
     shot(page, "01_start")

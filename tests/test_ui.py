@@ -211,7 +211,7 @@ def test_example_questions_come_from_the_indexed_articles(make_engine, seed_corp
     examples = ui.example_questions(engine)
     assert len(examples) == ui.EXAMPLES
     corpus_text = "".join(c.text for c in engine.index.chunks)
-    prefix = "What do the articles say about "
+    prefix = "What do we know about "
     for q in examples:
         assert q.startswith(prefix) and q.endswith("?")
         assert q[len(prefix) : -1] in corpus_text, "the name comes from the articles"
