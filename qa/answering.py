@@ -399,14 +399,12 @@ def confidence(index: Index, hits: Hits, question: str, best: Candidate | None, 
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-def build_answer(
-    index: Index, hits: Hits, question: str, query: str, settings: Settings, question_vector: np.ndarray | None = None
-) -> Answer:
-    """The answer to ``question`` from the passages found for ``query`` (the question, or its
-    follow-up rewrite). Sentences are scored against the question itself."""
+def build_answer(index: Index, hits: Hits, question: str, query: str, settings: Settings) -> Answer:
+    """The answer to ``question`` from the passages found for it and for ``query`` (its follow-up
+    rewrite, or the question itself). Sentences are scored against the question itself, whose
+    vector ``retrieval.search`` returns first."""
     question_terms = lexical.tokenize(question)
-    qvec = hits.query_vector if question_vector is None else question_vector
-    cands = candidates(index, hits, question, qvec, settings)
+    cands = candidates(index, hits, question, hits.query_vector, settings)
     best = cands[0] if cands else None
     conf = confidence(index, hits, question, best, settings)
     if best is None or conf < settings.abstain_threshold:
