@@ -341,7 +341,10 @@ def candidates(
     n = len(hits.passages)
     for rank, p in enumerate(hits.passages):
         prior = 1.0 - rank / max(n, 1)
-        for f in sentence_features(index, p.chunk_id, question, terms, question_vector, settings):
+        feats = hits.sentence_features.get(p.chunk_id)
+        if feats is None or question_vector is not hits.query_vector:
+            feats = sentence_features(index, p.chunk_id, question, terms, question_vector, settings)
+        for f in feats:
             key = (p.source, f.span.start)
             if key in seen or not f.quotable:
                 continue

@@ -21,6 +21,8 @@ class Hits:
     passages: list[Passage]
     query_vector: np.ndarray
     query_terms: list[str]
+    # chunk row -> its sentences' features for this question, as reranking computed them
+    sentence_features: dict[int, list] = dataclasses.field(default_factory=dict)
 
 
 def dense_search(index: Index, query_vector: np.ndarray, n: int) -> dict[int, float]:
@@ -107,16 +109,23 @@ def search(
                 chunk_id=row,
             )
         )
+    features: dict[int, list] = {}
     if settings.rerank_depth > 0 and passages:
-        passages = rerank(index, passages, query, qvecs[0], settings)
-    return Hits(passages[:k], qvecs[0], lexical.tokenize(query))
+        passages = rerank(index, passages, query, qvecs[0], settings, features)
+    return Hits(passages[:k], qvecs[0], lexical.tokenize(query), features)
 
 
 def rerank(
-    index: Index, passages: list[Passage], question: str, question_vector: np.ndarray, settings: Settings
+    index: Index,
+    passages: list[Passage],
+    question: str,
+    question_vector: np.ndarray,
+    settings: Settings,
+    features: dict[int, list] | None = None,
 ) -> list[Passage]:
     """Order passages by their best sentence's score (answers live in sentences), plus the
-    chunk's cosine and its BM25 score relative to the best one (weights in Settings)."""
+    chunk's cosine and its BM25 score relative to the best one (weights in Settings). The
+    sentence features computed on the way are stored in ``features`` (chunk row -> list)."""
     from .answering import question_terms, sentence_features, sentence_score  # answering builds on retrieval
 
     terms = question_terms(question)
@@ -124,9 +133,10 @@ def rerank(
     top_bm25 = max((p.bm25_score or 0.0) for p in passages) or 1.0
     scored = []
     for p in passages:
-        feats = [
-            f for f in sentence_features(index, p.chunk_id, question, terms, question_vector, settings) if f.quotable
-        ]
+        all_feats = sentence_features(index, p.chunk_id, question, terms, question_vector, settings)
+        if features is not None:
+            features[p.chunk_id] = all_feats
+        feats = [f for f in all_feats if f.quotable]
         best = max((sentence_score(f, settings) for f in feats), default=0.0)
         score = (
             best
