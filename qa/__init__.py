@@ -13,7 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .engine import Engine, get_engine
-from .errors import CorpusError, IndexCorruptError, IndexStaleError, InputError, ModelError, QAError
+from .errors import (
+    CorpusError,
+    IndexCorruptError,
+    IndexFolderError,
+    IndexStaleError,
+    InputError,
+    ModelError,
+    QAError,
+)
 from .settings import Settings
 from .types import Answer, BuildReport, Chunk, Citation, Document, Passage, Span
 
@@ -26,6 +34,7 @@ __all__ = [
     "Document",
     "Engine",
     "IndexCorruptError",
+    "IndexFolderError",
     "IndexStaleError",
     "InputError",
     "ModelError",

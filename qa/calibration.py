@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import answering, retrieval
+from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,11 @@ def calibrate(
 ) -> Calibration:
     X, y = features(engine, questions)
     if len(set(y.tolist())) < 2:
-        raise ValueError("calibration needs both in-corpus and out-of-corpus questions in the sample")
+        raise InputError(
+            f"calibration needs both in-corpus and out-of-corpus questions; the sample of {len(questions)} "
+            f"has {int(y.sum())} in-corpus and {int(len(y) - y.sum())} out-of-corpus ones with a candidate "
+            "sentence (use a larger --calibrate N)"
+        )
     theta = fit_logistic(X, y)
     prob = 1.0 / (1.0 + np.exp(-(X @ theta[1:] + theta[0])))
     rows = [(t, float(np.mean(prob[y == 1] >= t)), float(np.mean(prob[y == 0] < t))) for t in thresholds]

@@ -3,7 +3,17 @@
 Paragraphs (blank-line separated) are the natural units: short ones are packed together while
 they fit; a paragraph too long for one chunk is split between sentences, with
 ``chunk_overlap_sentences`` repeated at the start of the next chunk; a sentence too long alone
-is split between words. Nothing is ever truncated: every sentence of the body is in a chunk.
+is split between words, and a word too long alone between characters. Nothing is ever
+truncated: every sentence of the body is in a chunk.
+
+"Fits" means at most ``max_tokens`` model tokens AND at most ``max_chars`` characters
+(``max_tokens * MAX_CHARS_PER_TOKEN`` unless given): the model's tokenizer maps any word over 100
+characters to one [UNK] token, so a token bound alone lets a 1 MB word be one chunk. Normal
+text has about 5 characters per token, so the character bound only binds on such text.
+
+pysbd takes time quadratic in the length of the text it is given (one 100 KB paragraph: 3.6 s,
+1 MB: 300 s), so a paragraph longer than ``PYSBD_MAX_CHARS`` is first cut into pieces at
+sentence ends (else at whitespace, else anywhere) and each piece is split on its own.
 """
 
 from __future__ import annotations
@@ -22,13 +32,45 @@ _END_PUNCT = tuple(".!?:;\"”’')")
 _LIST_MARK = re.compile(r"\A\s*(#{1,6}\s|[-*+]\s|\d+[.)]\s)")
 _WORD = re.compile(r"\S+")
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
+# A chunk holds at most chunk_max_tokens * MAX_CHARS_PER_TOKEN characters (4,000 for 200 tokens;
+# the longest chunk of the seed and SQuAD corpora is 1,158). A change changes the index: the
+# manifest records it (chunk_max_chars_per_token). Candidate for a setting; a constant for now.
+MAX_CHARS_PER_TOKEN = 20
+# Longest text given to pysbd at once (no SQuAD paragraph is over 4,100 characters).
+PYSBD_MAX_CHARS = 8_000
+# Where a long paragraph may be cut before pysbd: after sentence punctuation and its closing
+# quotes, not after an initial ("U.S.") or a short title ("Mr.", "Dr.").
+_PIECE_END = re.compile(r"(?<!\b[A-Z][a-z])(?<!\b[A-Z])[.!?][\"'”’)\]]*\s+")
+
+
+def max_chunk_chars(max_tokens: int) -> int:
+    """The default character bound of a chunk of ``max_tokens`` tokens."""
+    return max_tokens * MAX_CHARS_PER_TOKEN
 
 
 @lru_cache(maxsize=1)
 def _segmenter():
     import pysbd
+    from pysbd.utils import TextSpan
 
-    return pysbd.Segmenter(language="en", clean=False, char_span=True)
+    class Segmenter(pysbd.Segmenter):
+        """pysbd with its character spans found in linear time. pysbd 0.3 searches each
+        sentence from the start of the text (quadratic: 8,000 characters of one-letter lines took
+        2.4 s); the search starts where a match can first end after the previous sentence (it
+        includes the trailing whitespace, so an earlier match cannot): the same spans, found fast."""
+
+        def sentences_with_char_spans(self, sentences):
+            spans, prior_end, text = [], 0, self.original_text
+            for sent in sentences:
+                pattern = re.compile(re.escape(sent) + r"\s*")
+                for m in pattern.finditer(text, max(0, prior_end - len(sent))):
+                    if m.end() > prior_end:
+                        spans.append(TextSpan(m.group(), m.start(), m.end()))
+                        prior_end = m.end()
+                        break
+            return spans
+
+    return Segmenter(language="en", clean=False, char_span=True)
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
@@ -40,8 +82,29 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     end = len(text) if end is None else end
     spans: list[Span] = []
     for seg_start, seg_end in _segments(text, start, end):
-        spans.extend(_pysbd_spans(text, seg_start, seg_end))
+        for piece_start, piece_end in _pieces(text, seg_start, seg_end, PYSBD_MAX_CHARS):
+            spans.extend(_pysbd_spans(text, piece_start, piece_end))
     return spans
+
+
+def _pieces(text: str, start: int, end: int, limit: int) -> list[tuple[int, int]]:
+    """``text[start:end]`` as consecutive pieces of at most ``limit`` characters, cut after the
+    last sentence end in the second half of each window, else after its last whitespace, else
+    at the limit. A segment within the limit is one piece (normal paragraphs never get cut)."""
+    out: list[tuple[int, int]] = []
+    while end - start > limit:
+        hi = start + limit
+        cut = 0
+        for m in _PIECE_END.finditer(text, start + limit // 2, hi):
+            cut = m.end()
+        if not cut:
+            cut = max(text.rfind(c, start, hi) for c in " \n\t") + 1
+        if cut <= start:
+            cut = hi
+        out.append((start, cut))
+        start = cut
+    out.append((start, end))
+    return out
 
 
 def paragraph_of(text: str, spans: Sequence[Span]) -> list[int]:
@@ -138,10 +201,16 @@ def chunk_document(
     count_tokens: TokenCounter,
     max_tokens: int = 200,
     overlap_sentences: int = 1,
+    *,
+    max_chars: int | None = None,
 ) -> list[Chunk]:
-    """The document's body as chunks of at most ``max_tokens`` model tokens, in order."""
+    """The document's body as chunks of at most ``max_tokens`` model tokens and ``max_chars``
+    characters (default ``max_chunk_chars(max_tokens)``), in order."""
     if max_tokens < 8:
         raise ValueError(f"chunk_max_tokens must be at least 8. Currently, it is {max_tokens}.")
+    max_chars = max_chunk_chars(max_tokens) if max_chars is None else max_chars
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1. Currently, it is {max_chars}.")
     text = doc.text
     sentences = split_sentences(text, doc.body_start)
     if not sentences:
@@ -151,10 +220,10 @@ def chunk_document(
     units: list[_Unit] = []
     budget = max_tokens - _SPECIAL_TOKENS
     for s, n, p in zip(sentences, counts, paras, strict=True):
-        if n <= budget:
+        if n <= budget and s.end - s.start <= max_chars:
             units.append(_Unit(s, n, p))
         else:
-            units.extend(_Unit(w, c, p) for w, c in _split_words(text, s, count_tokens, budget))
+            units.extend(_Unit(w, c, p) for w, c in _split_words(text, s, count_tokens, budget, max_chars))
 
     groups: list[list[_Unit]] = []
     i = 0
@@ -162,7 +231,11 @@ def chunk_document(
         group = [units[i]]
         total = units[i].tokens
         j = i + 1
-        while j < len(units) and total + units[j].tokens <= budget:
+        while (
+            j < len(units)
+            and total + units[j].tokens <= budget
+            and units[j].span.end - group[0].span.start <= max_chars
+        ):
             group.append(units[j])
             total += units[j].tokens
             j += 1
@@ -179,7 +252,10 @@ def chunk_document(
         if units[j].para == group[-1].para and len(group) > overlap_sentences:
             overlap = overlap_sentences
             # repeat only what fits beside the next unit, or the next chunk would hold nothing new
-            while overlap and sum(u.tokens for u in group[-overlap:]) + units[j].tokens > budget:
+            while overlap and (
+                sum(u.tokens for u in group[-overlap:]) + units[j].tokens > budget
+                or units[j].span.end - group[-overlap].span.start > max_chars
+            ):
                 overlap -= 1
         i = j - overlap
     return [
@@ -194,17 +270,20 @@ def chunk_document(
     ]
 
 
-def _split_words(text: str, sentence: Span, count_tokens: TokenCounter, budget: int) -> list[tuple[Span, int]]:
+def _split_words(
+    text: str, sentence: Span, count_tokens: TokenCounter, budget: int, max_chars: int
+) -> list[tuple[Span, int]]:
     """A sentence longer than the window, as consecutive word windows that each fit."""
     words = [Span(m.start(), m.end()) for m in _WORD.finditer(text, sentence.start, sentence.end)]
     counts = count_tokens([text[w.start : w.end] for w in words])
     pieces: list[tuple[Span, int]] = []
     for w, c in zip(words, counts, strict=True):
-        pieces.extend(_split_chars(text, w, count_tokens, budget) if c > budget else [(w, c)])
+        fits = c <= budget and w.end - w.start <= max_chars
+        pieces.extend([(w, c)] if fits else _split_chars(text, w, count_tokens, budget, max_chars))
     out: list[tuple[Span, int]] = []
     first, total = 0, 0
-    for k, (_, c) in enumerate(pieces):
-        if total + c > budget and k > first:
+    for k, (span, c) in enumerate(pieces):
+        if (total + c > budget or span.end - pieces[first][0].start > max_chars) and k > first:
             out.append((Span(pieces[first][0].start, pieces[k - 1][0].end), total))
             first, total = k, 0
         total += c
@@ -212,16 +291,25 @@ def _split_words(text: str, sentence: Span, count_tokens: TokenCounter, budget: 
     return out
 
 
-def _split_chars(text: str, word: Span, count_tokens: TokenCounter, budget: int) -> list[tuple[Span, int]]:
-    """One "word" longer than the window (a long URL, a base64 blob) cut into pieces that fit."""
+def _split_chars(
+    text: str, word: Span, count_tokens: TokenCounter, budget: int, max_chars: int
+) -> list[tuple[Span, int]]:
+    """One "word" longer than the window (a long URL, a base64 blob, a megabyte of one letter)
+    cut into pieces of at most ``max_chars`` characters and ``budget`` tokens."""
+    slices = [Span(a, min(a + max_chars, word.end)) for a in range(word.start, word.end, max_chars)]
+    counts = count_tokens([text[p.start : p.end] for p in slices])
     out: list[tuple[Span, int]] = []
-    start = word.start
-    while start < word.end:
-        end = word.end
-        n = count_tokens([text[start:end]])[0]
-        while n > budget and end - start > 1:
-            end = start + max(1, (end - start) * budget // (n + 1))
+    for piece, n in zip(slices, counts, strict=True):
+        if n <= budget:
+            out.append((piece, n))
+            continue
+        start = piece.start
+        while start < piece.end:
+            end = piece.end
             n = count_tokens([text[start:end]])[0]
-        out.append((Span(start, end), n))
-        start = end
+            while n > budget and end - start > 1:
+                end = start + max(1, (end - start) * budget // (n + 1))
+                n = count_tokens([text[start:end]])[0]
+            out.append((Span(start, end), n))
+            start = end
     return out

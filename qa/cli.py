@@ -1,7 +1,11 @@
 """Command line: ``python -m qa index | ask | eval``.
 
-Exit codes: 0 success (an abstention is a success), 1 a QAError (bad corpus, corrupt index,
-missing model), 2 bad usage or input, 130 interrupted.
+Exit codes: 0 success (an abstention is a success), 1 a problem of the environment (bad corpus,
+unusable or corrupt index, missing model, an OS error, or any unexpected error), 2 bad usage or
+input, 130 interrupted. Errors are one line ``error: ...`` on stderr, never a traceback (with
+``-v`` an unexpected error's traceback is logged too).
+
+stderr stays quiet on success: warnings only (``-v``: INFO logs too); library DEBUG lines never.
 """
 
 from __future__ import annotations
@@ -11,17 +15,36 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from .errors import InputError, QAError
+from .errors import InputError, QAError, shorten
 from .types import Answer
+
+log = logging.getLogger(__name__)
+# Libraries whose INFO logs are noise for a command-line user (shown with -v).
+NOISY_LOGGERS = ("bm25s", "sentence_transformers", "transformers", "huggingface_hub", "httpx", "faiss")
+
+
+def _folder(value: str) -> str:
+    """argparse type of --corpus / --index: an empty path would silently mean the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a folder; name one")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line ``error: ...`` (exit 2), not the usage text;
+    ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f" (see: {self.prog} --help)"
+        self.exit(2, f"error: {shorten(message, 300 - len(hint))}{hint}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m qa", description="Ask questions about a folder of news articles, offline."
-    )
-    p.add_argument("--corpus", metavar="DIR", help="corpus folder (default: $QA_CORPUS_DIR or ./corpus)")
-    p.add_argument("--index", metavar="DIR", help="index folder (default: $QA_INDEX_DIR or ./index)")
+    p = _Parser(prog="python -m qa", description="Ask questions about a folder of news articles, offline.")
+    p.add_argument("--corpus", metavar="DIR", type=_folder, help="corpus folder (default: $QA_CORPUS_DIR or ./corpus)")
+    p.add_argument("--index", metavar="DIR", type=_folder, help="index folder (default: $QA_INDEX_DIR or ./index)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -67,49 +90,71 @@ def format_answer(a: Answer) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    if not args.verbose:
-        for noisy in ("bm25s", "sentence_transformers", "transformers", "httpx"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-    from . import engine as engine_mod
-
+    _configure_logging(args.verbose)
     try:
-        eng = engine_mod.get_engine(args.corpus, args.index)
-        if args.command == "index":
-            report = eng.build_index(force=args.force)
-            if args.json:
-                print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
-            else:
-                print(
-                    f"index {report.index_dir}: {report.documents} articles, {report.chunks} chunks; "
-                    f"added {len(report.added)}, updated {len(report.updated)}, removed {len(report.removed)}, "
-                    f"unchanged {len(report.unchanged)}; embedded {report.embedded_chunks} chunks in {report.seconds:.1f}s"
-                )
-                if report.rebuilt:
-                    print(f"rebuilt from scratch: {report.rebuilt}")
-                for s in report.skipped:
-                    print(f"skipped {s}", file=sys.stderr)
-            return 0
-        if args.command == "ask":
-            a = eng.answer(args.question, None, args.k)
-            print(json.dumps(a.to_dict(), indent=2, ensure_ascii=False) if args.json else format_answer(a))
-            return 0
-        if args.command == "eval":
-            from .evaluation import main as eval_main
-
-            return eval_main(args, eng)
+        return _run(args)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e, 2)
     except QAError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return _fail(e, 1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the library turns the ones it expects into QAErrors; a last net
+        return _fail(e, 1)
+    except Exception as e:  # noqa: BLE001 - the last resort: one line, never a traceback
+        if args.verbose:
+            log.error("unexpected error", exc_info=True)
+        return _fail(f"unexpected {type(e).__name__}: {e}", 1)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import engine as engine_mod
+
+    eng = engine_mod.get_engine(args.corpus, args.index)
+    if args.command == "index":
+        report = eng.build_index(force=args.force)
+        if args.json:
+            print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            print(
+                f"index {report.index_dir}: {report.documents} articles, {report.chunks} chunks; "
+                f"added {len(report.added)}, updated {len(report.updated)}, removed {len(report.removed)}, "
+                f"unchanged {len(report.unchanged)}; embedded {report.embedded_chunks} chunks in {report.seconds:.1f}s"
+            )
+            if report.rebuilt:
+                print(f"rebuilt from scratch: {report.rebuilt}")
+            for s in report.skipped:
+                print(f"skipped {s}", file=sys.stderr)
+        return 0
+    if args.command == "ask":
+        a = eng.answer(args.question, None, args.k)
+        print(json.dumps(a.to_dict(), indent=2, ensure_ascii=False) if args.json else format_answer(a))
+        return 0
+    if args.command == "eval":
+        from .evaluation import main as eval_main
+
+        return eval_main(args, eng)
     return 2
+
+
+def _fail(error: object, code: int) -> int:
+    """One line on stderr (line breaks joined, at most about 300 characters), and the exit code."""
+    print("error: " + shorten(error, 300), file=sys.stderr)
+    return code
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Warnings (and INFO with -v) to stderr. The handler's own level drops everything below it,
+    whatever level a library sets on its logger (bm25s sets DEBUG on import)."""
+    level = logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    if not verbose:
+        for noisy in NOISY_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,19 +3,26 @@
 Offsets everywhere refer to ``Document.text``, which is the file decoded as UTF-8 with
 universal newlines -- exactly what ``open(path, encoding="utf-8").read()`` returns.
 Bad files are skipped with a warning that names them; nothing here prints.
+
+Only regular files inside the folder are ever opened: symbolic links (to files or folders,
+dangling or looping) and special files (FIFOs, sockets, devices) are skipped with a warning,
+never followed or opened; files are read with ``O_NOFOLLOW`` and checked with ``fstat`` once
+open, and the size limit counts the bytes actually read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import logging
+import os
 import re
-from collections.abc import Iterator
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CorpusError
+from .errors import CorpusError, InputError, shorten, show_path
 from .types import Document
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,11 @@ _HEADER = re.compile(r"\A\ufeff?\s*date\s+(\d{4}-\d{2}-\d{2})\b[ \t]*\n?[ \t]*",
 _HEADING = re.compile(r"\A\s*#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _HASHLIKE = re.compile(r"\A[0-9a-f]{8,}\Z", re.IGNORECASE)
 _TITLE_CHARS = 80
+_READABLE = re.compile(r"[^\W_]")  # a letter or a digit, in any script
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | _CLOEXEC
+MAX_DEPTH = 32  # folders nested deeper are not read (each level holds a file descriptor)
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,8 @@ def parse_document(source: str, data: bytes) -> Document:
         body_start = m.end()
     if not text[body_start:].strip():
         raise ValueError("file has a header but no text")
+    if not _READABLE.search(text, body_start):
+        raise ValueError("no readable text (not one letter or digit)")
     return Document(
         source=source,
         title=derive_title(source, text[body_start:]),
@@ -93,38 +107,170 @@ def derive_title(source: str, body: str) -> str:
     return cut.rstrip(",;:-– ") + "…"
 
 
-def corpus_files(corpus_dir: Path) -> Iterator[tuple[str, Path]]:
-    """(source, path) for every .txt/.md file under the folder, sorted, hidden ones left out."""
-    for path in sorted(corpus_dir.rglob("*")):
-        rel = path.relative_to(corpus_dir)
-        if any(part.startswith(".") for part in rel.parts):
+def read_regular_file(path: str | Path, max_bytes: int, *, dir_fd: int | None = None) -> bytes:
+    """The bytes of the regular file at ``path`` (relative to ``dir_fd`` when given), at most
+    ``max_bytes`` of them.
+
+    Never follows a symbolic link (``O_NOFOLLOW``) and never reads anything but a regular file:
+    the opened descriptor is checked with ``fstat``, so a file swapped for a link, a FIFO or a
+    device after it was listed is refused, not read (``O_NONBLOCK``: opening a FIFO does not
+    block). The size limit applies to the bytes actually read, not to the reported size (files
+    under /proc report 0). Raises ValueError naming the problem, OSError when the system refuses.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW on a link
+            raise ValueError("is a symbolic link; links are not followed") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"is {_kind(st.st_mode)}, not a regular file")
+        if st.st_size > max_bytes:
+            raise ValueError(f"file is {st.st_size:,} bytes, over the limit of {max_bytes:,} (max_file_bytes)")
+        parts: list[bytes] = []
+        size = 0
+        while size <= max_bytes:
+            block = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not block:
+                break
+            parts.append(block)
+            size += len(block)
+        if size > max_bytes:
+            raise ValueError(f"file is over the limit of {max_bytes:,} bytes (max_file_bytes)")
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def read_corpus_file(corpus_dir: str | Path, source: str, max_bytes: int) -> bytes:
+    """The bytes of the corpus file ``source`` (a relative POSIX path under ``corpus_dir``), read
+    as ``read_regular_file`` does; no folder on the way may be a link either. Raises ValueError
+    when ``source`` leaves the folder or names no regular file, OSError when the system refuses."""
+    parts = source.split("/")
+    if not source or "\\" in source or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{show_path(source)} is not a file name inside the corpus folder")
+    fd = os.open(corpus_dir, _DIR_FLAGS)  # the folder itself may be a link: the user named it
+    try:
+        for part in parts[:-1]:
+            try:
+                sub = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise ValueError(f"folder {show_path(part, 60)} is a symbolic link or not a folder") from None
+                raise
+            os.close(fd)
+            fd = sub
+        return read_regular_file(parts[-1], max_bytes, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def scan_corpus(corpus_dir: Path) -> tuple[list[str], list[Skipped]]:
+    """The sources (relative POSIX paths, sorted) of the regular .txt/.md files under the folder,
+    and the entries refused because they are symbolic links (to files or folders, dangling or
+    looping: never followed, linked folders are not entered) or special files (FIFOs, sockets,
+    devices), or because their name is not valid UTF-8 (shown with \\x escapes). Hidden names are
+    left out, other extensions ignored. Raises OSError for the folder."""
+    sources: list[str] = []
+    skipped: list[Skipped] = []
+    fd = os.open(corpus_dir, _DIR_FLAGS)
+    try:
+        _scan(fd, "", sources, skipped, 0)
+    finally:
+        os.close(fd)
+    return sources, skipped
+
+
+def _scan(dir_fd: int, prefix: str, sources: list[str], skipped: list[Skipped], depth: int) -> None:
+    with os.scandir(dir_fd) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
-        if path.is_file() and path.suffix.lower() in EXTENSIONS:
-            yield rel.as_posix(), path
-        elif path.is_file():
-            log.debug("%s: not a .txt or .md file; ignored", rel.as_posix())
+        rel = prefix + entry.name
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # a name in another encoding: it could not be cited or sent as JSON
+            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+            skipped.append(Skipped(shown, "file name is not valid UTF-8; rename it"))
+            continue
+        try:
+            if entry.is_symlink():
+                skipped.append(Skipped(rel, "is a symbolic link; links are not followed"))
+            elif entry.is_dir(follow_symlinks=False):
+                if depth >= MAX_DEPTH:
+                    skipped.append(Skipped(rel, f"folder is nested more than {MAX_DEPTH} levels deep; not read"))
+                    continue
+                sub = os.open(entry.name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+                try:
+                    _scan(sub, rel + "/", sources, skipped, depth + 1)
+                finally:
+                    os.close(sub)
+            elif entry.is_file(follow_symlinks=False):
+                if Path(entry.name).suffix.lower() in EXTENSIONS:
+                    sources.append(rel)
+                else:
+                    log.debug("%s: not a .txt or .md file; ignored", rel)
+            else:
+                mode = entry.stat(follow_symlinks=False).st_mode
+                skipped.append(Skipped(rel, f"is {_kind(mode)}, not a regular file"))
+        except OSError as e:
+            skipped.append(Skipped(rel, f"cannot be read: {e.strerror or e}"))
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def load_corpus(corpus_dir: str | Path, max_file_bytes: int = 5_000_000) -> tuple[list[Document], list[Skipped]]:
     """Every readable article of the folder, and the files skipped (each already logged).
 
-    Raises CorpusError when the folder is missing or holds no readable article.
+    Only regular files inside the folder are read: symbolic links and special files are skipped
+    with a warning (see ``scan_corpus``). Raises InputError for an empty path, CorpusError when
+    the folder is missing, unreadable or holds no readable article.
     """
+    if str(corpus_dir) == "":
+        raise InputError("corpus folder is an empty path. Name a folder of .txt or .md articles.")
     folder = Path(corpus_dir)
-    if not folder.is_dir():
-        raise CorpusError(f"corpus folder {str(folder)!r} does not exist (set QA_CORPUS_DIR or pass corpus_dir)")
+    try:
+        sources, skipped = scan_corpus(folder)
+    except FileNotFoundError:
+        raise CorpusError(
+            f"corpus folder {show_path(folder)} does not exist (set QA_CORPUS_DIR or pass corpus_dir)"
+        ) from None
+    except NotADirectoryError:
+        raise CorpusError(
+            f"corpus folder {show_path(folder)} is not a folder (set QA_CORPUS_DIR or pass corpus_dir)"
+        ) from None
+    except OSError as e:
+        raise CorpusError(f"corpus folder {show_path(folder)} cannot be read: {shorten(e.strerror or e)}") from None
+    for s in skipped:
+        log.warning("skipping corpus entry %s: %s", s.source, s.reason)
     docs: list[Document] = []
-    skipped: list[Skipped] = []
-    for source, path in corpus_files(folder):
+    for source in sources:
         try:
-            size = path.stat().st_size
-            if size > max_file_bytes:
-                raise ValueError(f"file is {size:,} bytes, over the limit of {max_file_bytes:,} (max_file_bytes)")
-            docs.append(parse_document(source, path.read_bytes()))
-        except (OSError, ValueError) as e:
+            docs.append(parse_document(source, read_corpus_file(folder, source, max_file_bytes)))
+        except OSError as e:
+            skipped.append(Skipped(source, f"cannot be read: {e.strerror or e}"))
+            log.warning("skipping corpus file %s: %s", source, skipped[-1].reason)
+        except ValueError as e:
             skipped.append(Skipped(source, str(e)))
             log.warning("skipping corpus file %s: %s", source, e)
+    skipped.sort(key=lambda s: s.source)
     if not docs:
-        detail = f"; skipped: {', '.join(map(str, skipped))}" if skipped else ""
-        raise CorpusError(f"corpus folder {str(folder)!r} has no readable .txt or .md article{detail}")
+        detail = f"; skipped: {', '.join(shorten(s, 60) for s in skipped[:3])}" if skipped else ""
+        detail += f" and {len(skipped) - 3:,} more" if len(skipped) > 3 else ""
+        raise CorpusError(f"corpus folder {show_path(folder)} has no readable .txt or .md article{detail}")
     return docs, skipped

@@ -22,8 +22,10 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import random
 import re
+import stat
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -394,14 +396,51 @@ def run_squad(
 # ---------------------------------------------------------------- CLI
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer of at least ``low`` (argparse turns the error into exit 2)."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            n = None
+        if n is None or n < low:
+            raise argparse.ArgumentTypeError(f"must be an integer of at least {low}. Currently, it is {value!r}.")
+        return n
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _input_file(value: str) -> str:
+    """argparse type of --dev PATH / --squad PATH: a file the user names must be a regular file
+    (/dev/null would read as an empty set that "passes"). Only the defaults, when missing, are
+    skipped with a note (argparse does not pass the non-string defaults through this)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a file; name one")
+    try:
+        mode = os.stat(value).st_mode
+    except FileNotFoundError:
+        raise argparse.ArgumentTypeError(f"{value!r} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"{value!r} cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    if not stat.S_ISREG(mode):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a regular file")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dev", metavar="PATH", default=str(DEFAULT_DEV), help="dev question set (JSONL); default: %(default)s"
+        "--dev",
+        metavar="PATH",
+        type=_input_file,
+        default=DEFAULT_DEV,  # a Path: argparse leaves it as is (a missing default is skipped)
+        help="dev question set (JSONL); default: %(default)s",
     )
     parser.add_argument("--no-dev", action="store_true", help="skip the dev question set")
     parser.add_argument(
         "--dev-repeat",
-        type=int,
+        type=_int_at_least(1),
         default=10,
         metavar="N",
         help="ask the dev set N times for its latency figures (default 10)",
@@ -409,13 +448,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--squad",
         metavar="PATH",
+        type=_input_file,
         nargs="?",
         const=str(DEFAULT_SQUAD),
         default=None,
         help=f"run the SQuAD v1.1 closed-corpus benchmark (default file: {DEFAULT_SQUAD})",
     )
     parser.add_argument(
-        "--sample", type=int, metavar="N", help="a seeded sample of N SQuAD questions (default: all 10,570)"
+        "--sample",
+        type=_int_at_least(1),
+        metavar="N",
+        help="a seeded sample of N SQuAD questions (default: all 10,570)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     parser.add_argument(
@@ -430,7 +473,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baselines", action="store_true", help="skip the BM25-alone and dense-alone baselines")
     parser.add_argument(
         "--calibrate",
-        type=int,
+        type=_int_at_least(2),
         metavar="N",
         help="with --squad: fit the abstention model on a seeded sample of N questions (--seed) and print it",
     )

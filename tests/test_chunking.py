@@ -36,11 +36,13 @@ def sentence_texts(doc: Document) -> list[str]:
     return [doc.text[s.start : s.end] for s in split_sentences(doc.text, doc.body_start)]
 
 
-def check_chunks(doc: Document, chunks: list[Chunk], max_tokens: int) -> None:
+def check_chunks(doc: Document, chunks: list[Chunk], max_tokens: int, max_chars: int | None = None) -> None:
     """Every invariant a document's chunks must hold."""
     text = doc.text
     assert chunks, "a document with text has chunks"
     for c in chunks:
+        if max_chars is not None:
+            assert len(c.text) <= max_chars, (len(c.text), max_chars)
         assert c.source == doc.source
         assert text[c.start : c.end] == c.text
         assert c.text == c.text.strip() and c.text
@@ -305,3 +307,80 @@ def test_a_word_longer_than_the_window_is_cut_never_truncated(fake_embedder):
     assert all(doc.text[c.start : c.end] == c.text for c in chunks)
     covered = "".join(c.text for c in chunks)
     assert blob.replace("-", "") in covered.replace("-", "").replace(" ", "")
+
+
+# ---------------------------------------------------------------- chunks are bounded in characters too
+
+
+def wordpiece_like(texts):
+    """Like the model's tokenizer on long words: any word over 100 characters is one [UNK]."""
+    return [sum(1 if len(w) > 100 else max(1, len(w) // 4) for w in t.split()) for t in texts]
+
+
+def test_a_megabyte_word_is_cut_into_bounded_chunks():
+    from qa import chunking
+
+    doc = doc_of("A short first sentence. " + "a" * 1_000_000 + " The last sentence.")
+    chunks = chunk_document(doc, wordpiece_like, 200, 1)
+    limit = chunking.max_chunk_chars(200)
+    assert limit < 10_000
+    check_chunks(doc, chunks, 10**9, max_chars=limit)
+    assert len(chunks) >= 1_000_000 // limit
+    assert "".join(c.text for c in chunks).count("a") >= 1_000_000
+
+
+def test_few_token_words_are_split_at_whitespace_by_characters():
+    from qa import chunking
+
+    words = [f"{i:03d}" + "x" * 147 for i in range(100)]  # 150 characters, one [UNK] each
+    doc = doc_of(" ".join(words) + ".")
+    limit = chunking.max_chunk_chars(200)
+    chunks = chunk_document(doc, wordpiece_like, 200, 0)
+    check_chunks(doc, chunks, 200, max_chars=limit)
+    assert len(chunks) > 1
+    for c in chunks:  # cut between words, never inside one
+        assert c.start == 0 or doc.text[c.start - 1] == " "
+        assert c.end == len(doc.text) or doc.text[c.end] == " "
+
+
+def test_character_bound_never_changes_seed_chunks(seed_docs):
+    for doc in seed_docs:
+        for max_tokens in (30, 200):
+            bounded = chunk_document(doc, count_tokens, max_tokens)
+            assert bounded == chunk_document(doc, count_tokens, max_tokens, max_chars=10**9)
+
+
+def test_long_paragraph_reaches_pysbd_in_bounded_pieces(monkeypatch):
+    """pysbd is quadratic on one long text (100 KB: 3.6 s, 1 MB: 300 s); it gets bounded pieces."""
+    from qa import chunking
+
+    seen: list[int] = []
+    real = chunking._segmenter()
+
+    class Recording:
+        def segment(self, text):
+            seen.append(len(text))
+            return real.segment(text)
+
+    monkeypatch.setattr(chunking, "_segmenter", lambda: Recording())
+    sentence = "Mr. Smith met Dr. Jones on Jan. 29 at the U.S. embassy, and they talked. "
+    paragraph = sentence * 800  # about 58,000 characters in one paragraph, one line
+    doc = doc_of(paragraph)
+    spans = split_sentences(doc.text)
+    assert seen and max(seen) <= 10_000
+    assert len(spans) >= 800
+    check_chunks(doc, chunk_document(doc, count_tokens, 200), 200)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_texts_with_long_words_hold_every_invariant_and_the_character_bound(seed):
+    rng = random.Random(1000 + seed)
+    text = random_text(rng)
+    words = text.split(" ")
+    for _ in range(rng.randint(1, 4)):
+        words.insert(rng.randrange(len(words) + 1), rng.choice("xyz-/") * rng.randint(30, 700))
+    doc = doc_of(" ".join(words))
+    max_tokens = rng.choice([8, 16, 50, 200])
+    max_chars = rng.choice([20, 45, 100, 400])
+    chunks = chunk_document(doc, count_tokens, max_tokens, rng.choice([0, 1, 2]), max_chars=max_chars)
+    check_chunks(doc, chunks, max_tokens, max_chars=max_chars)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import stat
 from pathlib import Path
 
 import pytest
 
+from qa import corpus as corpus_mod
 from qa.corpus import derive_title, load_corpus, parse_document
 from qa.errors import CorpusError
 
@@ -215,3 +219,142 @@ def test_bom_is_kept_like_open_read(tmp_path):
     assert doc.text == open(path, encoding="utf-8").read()
     assert doc.date == "2024-01-31"
     assert doc.text[doc.body_start :] == "Text after a BOM."
+
+
+# ---------------------------------------------------------------- links and special files are never read
+
+
+def skipped_reasons(folder: Path, caplog, **kw) -> tuple[list[str], dict[str, str]]:
+    with caplog.at_level(logging.WARNING, logger="qa.corpus"):
+        docs, skipped = load_corpus(folder, **kw)
+    return [d.source for d in docs], {s.source: s.reason for s in skipped}
+
+
+def test_symlink_to_a_file_outside_is_skipped_not_read(tmp_path, caplog):
+    corpus = tmp_path / "corpus"
+    write(corpus, "good.txt", GOOD)
+    secret = write(tmp_path, "secret.txt", "Top secret launch codes are 1234 and 5678.\n")
+    (corpus / "leak.txt").symlink_to(secret)
+    (corpus / "passwd.txt").symlink_to("/etc/passwd")
+    sources, skipped = skipped_reasons(corpus, caplog)
+    assert sources == ["good.txt"]
+    assert set(skipped) == {"leak.txt", "passwd.txt"}
+    assert all("symbolic link" in r for r in skipped.values())
+    assert "leak.txt" in caplog.text and "passwd.txt" in caplog.text
+
+
+def test_symlink_to_proc_file_with_size_zero_is_skipped(tmp_path, caplog):
+    write(tmp_path, "good.txt", GOOD)
+    (tmp_path / "status.txt").symlink_to("/proc/self/status")
+    sources, skipped = skipped_reasons(tmp_path, caplog)
+    assert sources == ["good.txt"] and "symbolic link" in skipped["status.txt"]
+
+
+def test_dangling_and_looping_symlinks_are_skipped_with_a_warning(tmp_path, caplog):
+    write(tmp_path, "good.txt", GOOD)
+    (tmp_path / "dangling.txt").symlink_to(tmp_path / "no-such-file.txt")
+    (tmp_path / "loop.txt").symlink_to(tmp_path / "loop.txt")
+    sources, skipped = skipped_reasons(tmp_path, caplog)
+    assert sources == ["good.txt"]
+    assert set(skipped) == {"dangling.txt", "loop.txt"}
+    assert "dangling.txt" in caplog.text and "loop.txt" in caplog.text
+
+
+def test_linked_folder_is_not_descended(tmp_path, caplog):
+    corpus = tmp_path / "corpus"
+    write(corpus, "good.txt", GOOD)
+    write(tmp_path / "elsewhere", "outside.txt", "An article outside the corpus folder entirely.\n")
+    (corpus / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (corpus / "self").symlink_to(corpus, target_is_directory=True)
+    sources, skipped = skipped_reasons(corpus, caplog)
+    assert sources == ["good.txt"]
+    assert set(skipped) == {"linked", "self"}
+    assert all("symbolic link" in r for r in skipped.values())
+
+
+def test_corpus_folder_given_as_a_link_is_read(tmp_path):
+    write(tmp_path / "real", "good.txt", GOOD)
+    (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
+    docs, skipped = load_corpus(tmp_path / "alias")
+    assert [d.source for d in docs] == ["good.txt"] and skipped == []
+
+
+def test_fifo_is_skipped_without_opening_it(tmp_path, caplog):
+    write(tmp_path, "good.txt", GOOD)
+    os.mkfifo(tmp_path / "pipe.txt")  # opening it for reading would block forever
+    sources, skipped = skipped_reasons(tmp_path, caplog)
+    assert sources == ["good.txt"]
+    assert "not a regular file" in skipped["pipe.txt"] and "pipe.txt" in caplog.text
+
+
+def test_socket_and_device_are_skipped(tmp_path, caplog):
+    write(tmp_path, "good.txt", GOOD)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(tmp_path / "s.txt"))
+        names = {"s.txt"}
+        try:
+            os.mknod(tmp_path / "null.txt", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+            names.add("null.txt")
+        except (PermissionError, OSError):  # no CAP_MKNOD here: the socket alone is checked
+            pass
+        sources, skipped = skipped_reasons(tmp_path, caplog)
+    finally:
+        sock.close()
+    assert sources == ["good.txt"]
+    assert set(skipped) == names
+    assert all("not a regular file" in r for r in skipped.values())
+
+
+def test_read_regular_file_checks_the_bytes_read_not_the_reported_size():
+    # /proc files report a size of 0: the limit must apply to what is actually read
+    assert os.stat("/proc/self/status").st_size == 0
+    with pytest.raises(ValueError, match="over the limit"):
+        corpus_mod.read_regular_file(Path("/proc/self/status"), max_bytes=10)
+    assert corpus_mod.read_regular_file(Path("/proc/self/status"), max_bytes=1_000_000).startswith(b"Name:")
+
+
+def test_read_regular_file_refuses_links_and_fifos(tmp_path):
+    target = write(tmp_path, "t.txt", GOOD)
+    (tmp_path / "l.txt").symlink_to(target)
+    os.mkfifo(tmp_path / "p.txt")
+    with pytest.raises(ValueError, match="symbolic link"):
+        corpus_mod.read_regular_file(tmp_path / "l.txt", 1000)
+    with pytest.raises(ValueError, match="not a regular file"):
+        corpus_mod.read_regular_file(tmp_path / "p.txt", 1000)
+
+
+@pytest.mark.parametrize(
+    "data", [b"\x01\x02\x03\x1b\x7f\n\t\x0b\x0c", b"... --- !!! ???\n\n* * *\n", b"date 2024-01-31 \x01\x02 -- ..."]
+)
+def test_file_without_a_letter_or_digit_is_skipped(tmp_path, caplog, data):
+    write(tmp_path, "good.txt", GOOD)
+    write(tmp_path, "noise.txt", data)
+    sources, skipped = skipped_reasons(tmp_path, caplog)
+    assert sources == ["good.txt"]
+    assert "no readable text" in skipped["noise.txt"]
+    assert "noise.txt" in caplog.text
+
+
+def test_one_digit_is_readable_text():
+    assert parse_document("n.txt", b"42\n").text == "42\n"
+
+
+def test_file_name_not_utf8_is_skipped_with_a_printable_name(tmp_path, caplog):
+    write(tmp_path, "good.txt", GOOD)
+    (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_text(GOOD)
+    sources, skipped = skipped_reasons(tmp_path, caplog)
+    assert sources == ["good.txt"]
+    assert skipped == {"caf\\xe9.txt": "file name is not valid UTF-8; rename it"}
+
+
+def test_folders_nested_too_deep_are_skipped_not_recursed(tmp_path, caplog):
+    from qa.corpus import MAX_DEPTH
+
+    write(tmp_path, "good.txt", GOOD)
+    deep = tmp_path.joinpath(*["d"] * (MAX_DEPTH + 3))
+    write(deep, "deep.txt", GOOD)
+    write(tmp_path.joinpath(*["d"] * MAX_DEPTH), "ok.txt", GOOD)
+    sources, skipped = skipped_reasons(tmp_path, caplog)
+    assert sources == ["/".join(["d"] * MAX_DEPTH) + "/ok.txt", "good.txt"]
+    assert list(skipped) == ["/".join(["d"] * (MAX_DEPTH + 1))]

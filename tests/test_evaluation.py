@@ -157,16 +157,9 @@ def test_cli_arguments_and_missing_files_skip_cleanly(tmp_path, capsys):
     args = p.parse_args([])
     assert args.squad is None and not args.no_dev and args.sample is None
     assert p.parse_args(["--squad"]).squad == str(ev.DEFAULT_SQUAD)
-    args = p.parse_args(
-        [
-            "--dev",
-            str(tmp_path / "none.jsonl"),
-            "--squad",
-            str(tmp_path / "none.json"),
-            "--report",
-            str(tmp_path / "r.json"),
-        ]
-    )
+    args = p.parse_args(["--squad", "--report", str(tmp_path / "r.json")])
+    # the default files, when missing (a checkout without ../shared), are skipped with a note
+    args.dev, args.squad = str(tmp_path / "none.jsonl"), str(tmp_path / "none.json")
 
     class NoEngine:
         settings = None
@@ -178,3 +171,37 @@ def test_cli_arguments_and_missing_files_skip_cleanly(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "not found, skipped" in out
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["fusion"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--sample", "-1"], ["--sample", "0"], ["--calibrate", "1"], ["--calibrate", "-2"], ["--dev-repeat", "0"]],
+)
+def test_numeric_arguments_out_of_range_are_usage_errors(capsys, args):
+    p = argparse.ArgumentParser()
+    ev.add_arguments(p)
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert args[0] in err and args[1] in err
+
+
+def test_numeric_arguments_in_range_are_accepted():
+    p = argparse.ArgumentParser()
+    ev.add_arguments(p)
+    a = p.parse_args(["--sample", "1", "--calibrate", "2", "--dev-repeat", "1", "--seed", "-7"])
+    assert (a.sample, a.calibrate, a.dev_repeat, a.seed) == (1, 2, 1, -7)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--dev", ""], ["--dev", "/dev/null"], ["--squad", ""], ["--squad", "/tmp"], ["--dev", "/nonexistent/d.jsonl"]],
+)
+def test_named_input_files_must_be_regular_files(capsys, args):
+    p = argparse.ArgumentParser()
+    ev.add_arguments(p)
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(args)
+    assert e.value.code == 2
+    assert args[0] in capsys.readouterr().err

@@ -102,7 +102,7 @@ def test_build_then_load(settings, fake_embedder, seed_corpus):
     assert_consistent(idx, seed_corpus)
     folder = version_folder(settings)
     assert folder.name.startswith("v-")
-    assert (settings.index_path / CURRENT).read_text().strip() == folder.name
+    assert (settings.index_path / CURRENT).read_text().split()[0] == folder.name
     for name in ["manifest.json", "chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json", "bm25"]:
         assert (folder / name).exists(), name
 
@@ -501,3 +501,194 @@ def test_other_format_version_is_stale(settings, fake_embedder, built, monkeypat
     with pytest.raises(IndexStaleError, match="format_version"):
         load_index(settings.index_path, settings, fake_embedder)
     assert build_index(settings, fake_embedder).rebuilt.startswith("stale")
+
+
+# ---------------------------------------------------------------- the manifest is protected by CURRENT
+
+
+def pointer_fields(settings: Settings) -> list[str]:
+    return (settings.index_path / CURRENT).read_text(encoding="utf-8").split()
+
+
+def rewrite_manifest(settings: Settings, edit, *, fix_pointer: bool) -> None:
+    """Edit the live manifest (valid JSON); with fix_pointer, also update CURRENT's checksum, as
+    an attacker who knows the format would."""
+    folder = version_folder(settings)
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    edit(manifest)
+    path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    if fix_pointer:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        (settings.index_path / CURRENT).write_text(f"{folder.name} {digest}\n", encoding="utf-8")
+
+
+def test_current_holds_the_version_and_the_manifest_checksum(settings, built):
+    folder = version_folder(settings)
+    name, digest = pointer_fields(settings)
+    assert name == folder.name
+    assert digest == hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+
+
+def _retitle(manifest):
+    for meta in manifest["documents"].values():
+        meta["title"], meta["date"] = "Forged title", "1999-01-01"
+
+
+@pytest.mark.parametrize("edit", [_retitle, lambda m: m["counts"].update(chunks=1)])
+def test_edited_manifest_is_corrupt_and_rebuilt(edit, settings, fake_embedder, built, make_engine, seed_corpus):
+    rewrite_manifest(settings, edit, fix_pointer=False)
+    with pytest.raises(IndexCorruptError, match="manifest.json"):
+        loaded(settings)
+    engine = make_engine(seed_corpus, settings.index_path)
+    report = engine.build_index()
+    assert report.rebuilt.startswith("corrupt") and report.embedded_chunks == built.chunks
+    assert all(d["title"] != "Forged title" for d in loaded(settings).documents.values())
+    assert all(p.title != "Forged title" for p in engine.retrieve("Who plays Irving?", k=3))
+
+
+@pytest.mark.parametrize("dropped", ["chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json", "bm25/"])
+def test_manifest_must_list_every_index_file(dropped, settings, fake_embedder, built):
+    folder = version_folder(settings)
+    if dropped == "chunks.jsonl":
+        _edit_chunk_text(folder / "chunks.jsonl")
+
+    def drop(manifest):
+        for rel in [
+            r for r in manifest["checksums"] if r == dropped or (dropped.endswith("/") and r.startswith(dropped))
+        ]:
+            del manifest["checksums"][rel]
+
+    rewrite_manifest(settings, drop, fix_pointer=True)
+    with pytest.raises(IndexCorruptError, match="checksum") as info:
+        loaded(settings)
+    assert dropped.rstrip("/") in str(info.value)
+    assert build_index(settings, fake_embedder).rebuilt.startswith("corrupt")
+    assert "Turtorro" not in (version_folder(settings) / "chunks.jsonl").read_text(encoding="utf-8")
+
+
+def test_unlisted_extra_file_is_corrupt(settings, fake_embedder, built):
+    folder = version_folder(settings)
+    (folder / "bm25" / "extra.json").write_text("{}")
+    with pytest.raises(IndexCorruptError, match="extra.json"):
+        loaded(settings)
+
+
+def test_index_written_by_the_previous_format_is_rebuilt_not_used(
+    settings, fake_embedder, built, make_engine, seed_corpus
+):
+    """The previous code wrote CURRENT as the version name alone (no manifest checksum)."""
+    folder = version_folder(settings)
+    (settings.index_path / CURRENT).write_text(folder.name + "\n", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match=CURRENT):
+        loaded(settings)
+    engine = make_engine(seed_corpus, settings.index_path)
+    report = engine.build_index()
+    assert report.rebuilt.startswith("corrupt") and report.embedded_chunks == built.chunks
+    assert len(pointer_fields(settings)) == 2
+    assert engine.retrieve("Who plays Irving?", k=2)
+
+
+@pytest.mark.parametrize("garbage", ["v-1 nothex", "v-1 " + "0" * 63, "v-1 " + "0" * 64 + " extra"])
+def test_current_with_a_malformed_checksum_is_corrupt(garbage, settings, built):
+    (settings.index_path / CURRENT).write_text(garbage, encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match=CURRENT):
+        loaded(settings)
+
+
+def test_corpus_symlink_is_reported_skipped_and_never_indexed(settings, fake_embedder, seed_corpus, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("The vault combination is zanzibar-4242.\n")
+    (seed_corpus / "leak.txt").symlink_to(secret)
+    report = build_index(settings, fake_embedder)
+    assert report.documents == 3
+    assert len(report.skipped) == 1 and report.skipped[0].startswith("leak.txt: ")
+    assert not any("zanzibar" in c.text for c in loaded(settings).chunks)
+
+
+def test_document_from_index_does_not_follow_a_link(settings, fake_embedder, seed_corpus, built):
+    idx = loaded(settings)
+    assert index_mod.document_from_index(idx, SOURCES[0], seed_corpus) is not None
+    real = seed_corpus / SOURCES[0]
+    moved = seed_corpus.parent / "moved.txt"
+    real.rename(moved)
+    real.symlink_to(moved)  # same bytes, but through a link
+    assert index_mod.document_from_index(idx, SOURCES[0], seed_corpus) is None
+
+
+# ---------------------------------------------------------------- the index folder itself
+
+
+@pytest.mark.parametrize(
+    "make_bad, why",
+    [
+        (lambda p: p.write_text("a file, not a folder"), "exists"),
+        (lambda p: None, "parent"),
+        (lambda p: (p / ".lock").mkdir(parents=True), ".lock"),
+        (lambda p: (p.mkdir(), os.mkfifo(p / ".lock")), ".lock"),
+        (lambda p: (p.mkdir(), (p / ".lock").symlink_to(p / "elsewhere")), ".lock"),
+    ],
+    ids=["file", "parent-missing", "lock-is-dir", "lock-is-fifo", "lock-is-link"],
+)
+def test_unusable_index_folder_raises_index_folder_error(make_bad, why, seed_corpus, tmp_path, fake_embedder):
+    from qa.errors import IndexFolderError
+
+    index = tmp_path / ("missing-parent/index" if why == "parent" else "index")
+    make_bad(index)
+    with pytest.raises(IndexFolderError) as info:
+        build_index(Settings(corpus_dir=str(seed_corpus), index_dir=str(index)), fake_embedder)
+    assert str(index) in str(info.value)
+    assert why in str(info.value)
+
+
+def test_index_folder_name_too_long(seed_corpus, tmp_path, fake_embedder):
+    from qa.errors import IndexFolderError
+
+    index = tmp_path / ("x" * 300)
+    with pytest.raises(IndexFolderError, match="too long"):
+        build_index(Settings(corpus_dir=str(seed_corpus), index_dir=str(index)), fake_embedder)
+
+
+@pytest.mark.parametrize("field", ["corpus_dir", "index_dir"])
+def test_empty_folder_setting_is_an_input_error(field, seed_corpus, tmp_path, fake_embedder, monkeypatch):
+    from qa.errors import InputError
+
+    monkeypatch.chdir(tmp_path)  # an empty path means the current folder: never build there
+
+    values = {"corpus_dir": str(seed_corpus), "index_dir": str(tmp_path / "index"), field: ""}
+    with pytest.raises(InputError, match=field):
+        build_index(Settings(**values), fake_embedder)
+
+
+@pytest.mark.parametrize("field", ["corpus_dir", "index_dir"])
+def test_folder_name_not_utf8_is_an_input_error(field, seed_corpus, tmp_path, fake_embedder, monkeypatch):
+    from qa.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    values = {"corpus_dir": str(seed_corpus), "index_dir": str(tmp_path / "index"), field: "bad-\udcff"}
+    with pytest.raises(InputError, match=field):
+        build_index(Settings(**values), fake_embedder)
+    assert not (tmp_path / "bad-\udcff").exists()
+
+
+@pytest.mark.parametrize("body", ["a" * 5000, "The and of it. Was it? It was.", "x" * 150 + " " + "y" * 150])
+def test_corpus_without_a_single_bm25_term_builds_and_answers(body, tmp_path, fake_embedder, make_engine):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(body)
+    engine = make_engine(corpus, tmp_path / "ix")
+    report = engine.build_index()
+    assert report.documents == 1 and report.chunks >= 1
+    assert engine.retrieve("Who plays Irving?", k=2) is not None
+
+
+def test_text_with_unicode_line_separators_round_trips(tmp_path, fake_embedder, make_engine):
+    """JSON leaves U+2028, U+2029 and U+0085 unescaped: chunks.jsonl must be split on "\\n" only."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Irving met Burt\u2028at the gallery.\x85Mark\u2029waved at Helly in the hall.\n")
+    engine = make_engine(corpus, tmp_path / "ix")
+    engine.build_index()
+    idx = load_index(tmp_path / "ix", engine.settings, fake_embedder)
+    assert "\u2028" in "".join(c.text for c in idx.chunks)
+    assert not engine.build_index().rebuilt
