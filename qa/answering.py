@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,12 +31,13 @@ _NAME = re.compile(r"\b[A-Z][\w’'-]*(?:[ \t]+(?:[A-Z][\w’'-]*|&|of|de|van|vo
 # ---------------------------------------------------------------- follow-ups
 
 
-def rewrite_query(question: str, history: list[dict] | None, turns: int = 2) -> str:
+def rewrite_query(question: str, history: list[dict] | None, turns: int = 2, max_chars: int | None = None) -> str:
     """The question, plus context from earlier turns when it leans on them.
 
     A follow-up (a pronoun like "he" or "it", or too few words of its own) gets the last
     user question and the names in the last answer appended, so retrieval can find what
-    "he" refers to.
+    "he" refers to. With ``max_chars`` the rewrite is cut to that many characters at a word
+    boundary (the question itself is assumed to fit).
     """
     question = question.strip()
     if not history:
@@ -55,7 +57,19 @@ def rewrite_query(question: str, history: list[dict] | None, turns: int = 2) -> 
             if name and name.lower() not in _ANAPHORA and name not in names and len(name) > 2:
                 names.append(name)
         context.extend(names[:4])
-    return f"{question} ({'; '.join(context)})" if context else question
+    query = f"{question} ({'; '.join(context)})" if context else question
+    return _cut(query, max_chars) if max_chars is not None else query
+
+
+def _cut(text: str, max_chars: int) -> str:
+    """``text`` cut to at most ``max_chars`` characters at a word boundary, trailing separators dropped."""
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    if not text[max_chars].isspace():  # the cut falls inside a word: leave that word out
+        m = re.search(r"\s\S*\Z", head)
+        head = head[: m.start()] if m else ""
+    return head.rstrip(" \t\n(;,")
 
 
 # ---------------------------------------------------------------- sentence scoring
@@ -77,10 +91,14 @@ class Candidate:
 
 def quotable(text: str, min_words: int) -> bool:
     """Prose worth quoting: enough words, ends like a sentence (or is long); not a caption,
-    heading or "RELATED CONTENT:" line."""
-    n = len(text.split())
+    heading or "RELATED CONTENT:" line, nor a text holding a run of non-space characters longer
+    than ``lexical.MAX_WORD_CHARS``."""
+    runs = text.split()
+    n = len(runs)
     if n < min_words or text.endswith(":") or not re.search(r"[a-z]", text):
         return False
+    if any(len(r) > lexical.MAX_WORD_CHARS for r in runs):
+        return False  # a URL, a blob or a hostile run: no window of it could be quoted whole
     return text.endswith(_END_PUNCT) or n >= 12
 
 
@@ -102,7 +120,9 @@ def _cache(index: Index, name: str) -> dict:
 
 @dataclass(frozen=True)
 class TermSet:
-    """A text's stemmed terms, and their prefixes of 4+ letters (for loose matching)."""
+    """A text's stemmed terms, and their prefixes of 4 to ``lexical.MAX_WORD_CHARS`` letters (for
+    loose matching). The bound keeps memory and time linear in the text whatever its words
+    (the tokenizer never makes longer terms, so it changes nothing for tokenized text)."""
 
     terms: frozenset[str]
     prefixes: frozenset[str]
@@ -110,15 +130,19 @@ class TermSet:
     @classmethod
     def of(cls, terms) -> TermSet:
         terms = frozenset(terms)
-        return cls(terms, frozenset(t[:i] for t in terms for i in range(4, len(t) + 1)))
+        top = lexical.MAX_WORD_CHARS
+        return cls(terms, frozenset(t[:i] for t in terms for i in range(4, min(len(t), top) + 1)))
 
     def has(self, term: str) -> bool:
-        """The term, or a term it starts, or one that starts it (both 4+ letters)."""
+        """The term, or a term it starts, or one that starts it (both 4 to MAX_WORD_CHARS letters)."""
         if term in self.terms:
             return True
         if len(term) < 4:
             return False
-        return term in self.prefixes or any(term[:i] in self.terms for i in range(4, len(term)))
+        top = lexical.MAX_WORD_CHARS
+        return (len(term) <= top and term in self.prefixes) or any(
+            term[:i] in self.terms for i in range(4, min(len(term), top + 1))
+        )
 
     def __or__(self, other: TermSet) -> TermSet:
         return TermSet(self.terms | other.terms, self.prefixes | other.prefixes)
@@ -207,27 +231,50 @@ _WHERE = re.compile(
 _NAME2 = re.compile(r"\b[A-Z][a-z’'A-Z-]+(?:\s+(?:[A-Z]\.|[A-Z][a-z’'A-Z-]+))+")
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What a question asks for, as answer_type_score reads it (worked out once per question)."""
+
+    kind: int | None  # index in _TYPES of the first kind of answer it asks for
+    counted: tuple[str, ...]  # "how many X": the stemmed X
+    who_or_where: bool
+    who_plural: bool
+    words: frozenset[str]
+
+
+@lru_cache(maxsize=256)
+def _asked(question: str) -> _Asked:
+    kind = next((i for i, (asks, _, _) in enumerate(_TYPES) if asks.search(question)), None)
+    m = _COUNTED.search(question) if kind is not None and _TYPES[kind][1] is None else None
+    return _Asked(
+        kind,
+        tuple(lexical.tokenize(m.group(1))) if m else (),
+        bool(_WHO.search(question) or _WHERE.search(question)),
+        bool(_WHO_PLURAL.search(question)),
+        frozenset(lexical.words(question)),
+    )
+
+
 def answer_type_score(question: str, sentence: str, generic_credit: float = 0.5) -> float:
     """How well the sentence holds the kind of thing the question asks for: 1 for a precise
     match (an age for "how old", a duration for "how long", the thing counted for "how many X",
     a full date for "when", several names for "who are/were"), ``generic_credit`` for a generic one (any number, a year, a name of
     two or more words for "who"/"where" that the question does not already give), else 0."""
-    for asks, precise, generic in _TYPES:
-        if asks.search(question):
-            if precise is None:
-                m = _COUNTED.search(question)
-                counted = lexical.tokenize(m.group(1)) if m else []
-                if counted:
-                    for n in re.finditer(r"\b" + _NUMBER + r"\s+(?:\S+\s+){0,2}?(\S+)", sentence, re.I):
-                        if lexical.tokenize(n.group(1))[:1] == counted[:1]:
-                            return 1.0
-            elif precise.search(sentence):
-                return 1.0
-            return generic_credit if generic.search(sentence) else 0.0
-    if _WHO.search(question) or _WHERE.search(question):
-        q = set(lexical.words(question))
+    asked = _asked(question)
+    if asked.kind is not None:
+        _, precise, generic = _TYPES[asked.kind]
+        if precise is None:
+            if asked.counted:
+                for n in re.finditer(r"\b" + _NUMBER + r"\s+(?:\S+\s+){0,2}?(\S+)", sentence, re.I):
+                    if lexical.tokenize(n.group(1))[:1] == list(asked.counted[:1]):
+                        return 1.0
+        elif precise.search(sentence):
+            return 1.0
+        return generic_credit if generic.search(sentence) else 0.0
+    if asked.who_or_where:
+        q = asked.words
         names = {m.group(0) for m in _NAME2.finditer(sentence) if not set(lexical.words(m.group(0))) & q}
-        if len(names) >= 2 and _WHO_PLURAL.search(question):
+        if len(names) >= 2 and asked.who_plural:
             return 1.0
         return generic_credit if names else 0.0
     return 0.0
@@ -480,22 +527,33 @@ def _merge(chosen: list[Candidate]) -> list[tuple[Passage, Span]]:
 
 
 def _fit(p: Passage, span: Span, terms: list[str], max_chars: int) -> Span:
-    """The span, or its best window of whole words when it is longer than ``max_chars``."""
+    """The span, or its best window of whole words when it is longer than ``max_chars``: the first
+    window holding the most question terms. Each word is tokenized once and the window slides,
+    so the cost is linear in the span."""
     if span.end - span.start <= max_chars:
         return span
-    words = [
-        (span.start + m.start(), span.start + m.end())
-        for m in re.finditer(r"\S+", p.text[span.start - p.start : span.end - p.start])
-    ]
+    text = p.text[span.start - p.start : span.end - p.start]
     wanted = set(terms)
+    memo: dict[str, int] = {}
+    words: list[tuple[int, int]] = []
+    hits: list[int] = []  # question terms in each word
+    for m in re.finditer(r"\S+", text):
+        words.append((span.start + m.start(), span.start + m.end()))
+        w = m.group(0)
+        n = memo.get(w)
+        if n is None:
+            n = memo[w] = sum(1 for t in lexical.tokenize(w) if t in wanted)
+        hits.append(n)
     best, best_hits = None, -1
+    j, total = -1, 0  # the window is words[i..j]; total is its hits
     for i in range(len(words)):
-        j = i
+        if j < i:
+            j, total = i, hits[i]
         while j + 1 < len(words) and words[j + 1][1] - words[i][0] <= max_chars:
             j += 1
-        window = p.text[words[i][0] - p.start : words[j][1] - p.start]
-        hits = sum(1 for t in lexical.tokenize(window) if t in wanted)
-        if hits > best_hits:
-            best, best_hits = Span(words[i][0], words[j][1]), hits
+            total += hits[j]
+        if total > best_hits:
+            best, best_hits = Span(words[i][0], words[j][1]), total
+        total -= hits[i]
     assert best is not None
     return best

