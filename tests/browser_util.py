@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -40,15 +40,25 @@ def copy_seed_corpus(dst: Path) -> Path:
 
 
 @contextmanager
-def running_app(corpus_dir: Path, index_dir: Path, log_path: Path) -> Iterator[str]:
-    """`python app.py` on a free port over these folders; yields its URL, terminates it at the end."""
+def running_app(
+    corpus_dir: Path,
+    index_dir: Path,
+    log_path: Path,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """`python app.py [args]` on a free port over these folders, with these extra environment
+    variables; yields its URL, terminates it at the end."""
     port = free_port()
-    env = dict(os.environ, QA_CORPUS_DIR=str(corpus_dir), QA_INDEX_DIR=str(index_dir), QA_PORT=str(port))
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env.pop("QA_HOST", None)
+    full_env = dict(os.environ, QA_CORPUS_DIR=str(corpus_dir), QA_INDEX_DIR=str(index_dir), QA_PORT=str(port))
+    full_env["NO_PROXY"] = full_env["no_proxy"] = "127.0.0.1,localhost"
+    for name in ("QA_HOST", "QA_AUTH", "QA_AUTH_FILE", "QA_READ_ONLY"):
+        full_env.pop(name, None)
+    full_env.update(env or {})
     url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, str(ROOT / "app.py"), *args]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=log)
+        proc = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=log)
         try:
             _wait_until_up(url, proc, log_path)
             yield url

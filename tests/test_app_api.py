@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 import pytest
 from browser_util import copy_seed_corpus, import_app, running_app
 
 app = import_app()
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+READER = ("reader", "correct horse battery")
 
 
 def test_host_and_port_from_flags_then_env_then_defaults(monkeypatch):
@@ -85,3 +90,35 @@ def test_bad_questions_get_a_polite_error(client, question, needle):
     with pytest.raises(AppError, match=needle) as err:
         client.predict(question, None, api_name="/ask")
     assert "Traceback" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def read_only_app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app-read-only")
+    corpus = copy_seed_corpus(tmp / "corpus")
+    env = {"QA_AUTH": ":".join(READER)}
+    with running_app(corpus, tmp / "index", tmp / "app.log", args=["--read-only"], env=env) as url:
+        yield url, tmp / "app.log"
+
+
+@pytest.mark.slow
+def test_read_only_app_with_a_password(read_only_app):
+    from gradio_client import Client
+
+    url, log = read_only_app
+    with _DIRECT.open(url, timeout=10) as r:
+        assert "img-src 'self' data: blob:" in r.headers["Content-Security-Policy"]
+    upload = urllib.request.Request(
+        url + "gradio_api/upload",
+        data=b"--b\r\nContent-Disposition: form-data; name=files; filename=a.txt\r\n\r\nhello\r\n--b--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        _DIRECT.open(upload, timeout=10)
+    assert err.value.code == 403
+    with pytest.raises(Exception):  # noqa: B017 - no password: gradio_client cannot even read the app's config
+        Client(url, verbose=False).predict("Who plays Irving in Severance?", None, api_name="/ask")
+    client = Client(url, auth=READER, verbose=False)
+    assert "Turturro" in client.predict("Who plays Irving in Severance?", None, api_name="/ask")
+    text = log.read_text(errors="replace")
+    assert "(read-only, password required (1 user))" in text and READER[1] not in text

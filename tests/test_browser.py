@@ -6,14 +6,15 @@ CDNs). Screenshots of each step go to artifacts/screenshots/.
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
-from pathlib import Path
+import threading
 from urllib.parse import urlparse
 
 import pytest
-from browser_util import ROOT, copy_seed_corpus, running_app
+from browser_util import ROOT, copy_seed_corpus, free_port, running_app
 
 pytestmark = pytest.mark.browser
 
@@ -73,9 +74,38 @@ def browser_context(tmp_path_factory):
             context.close()
 
 
+@pytest.fixture(scope="module")
+def elsewhere():
+    """A web server on another loopback address (127.0.0.2) that records every request it gets:
+    the page must never reach it."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.hits = hits
+    server.base = f"http://127.0.0.2:{server.server_address[1]}"
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture
 def page(browser_context, app_url):
-    """A fresh page on the app; fails the test if anything was asked of a host other than 127.0.0.1."""
+    """A fresh page on the app; fails the test if anything was asked of a host other than 127.0.0.1,
+    or if the Content Security Policy blocked anything the test did not expect (Gradio's own scripts,
+    styles, fonts and requests must all pass it)."""
     outside: list[str] = []
 
     def record(request) -> None:
@@ -86,7 +116,13 @@ def page(browser_context, app_url):
     browser_context.on("request", record)
     page = browser_context.new_page()
     page.set_default_timeout(WAIT_MS)
-    page.goto(app_url)
+    page.csp_violations = []
+    page.outside = outside
+    page.on(
+        "console",
+        lambda m: page.csp_violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    page.response = page.goto(app_url)
     page.locator("#qa-question textarea").wait_for()
     page.get_by_text("Try asking").wait_for()
     page.locator(".qa-status").wait_for()  # filled by the page's load event
@@ -95,6 +131,7 @@ def page(browser_context, app_url):
     page.close()
     browser_context.remove_listener("request", record)
     assert outside == [], f"requests to other hosts: {outside}"
+    assert page.csp_violations == [], f"blocked by the Content Security Policy: {page.csp_violations}"
 
 
 def shot(page, name: str) -> None:
@@ -204,20 +241,26 @@ def test_empty_and_overlong_questions_get_polite_warnings(page):
     shot(page, "06_warnings")
 
 
-def upload(page, path: Path):
+def upload(page, file):
+    """Upload a file (a path, or a Playwright file payload {"name", "mimeType", "buffer"})."""
     with page.expect_file_chooser() as chooser:
         page.locator("#qa-upload").click()
-    chooser.value.set_files(str(path))
+    chooser.value.set_files(file if isinstance(file, dict) else str(file))
 
 
-def test_uploaded_article_is_answerable_at_once(page, tmp_path):
+def test_upload_is_indexed_in_the_background_and_then_answerable(page, tmp_path):
     from playwright.sync_api import expect
 
     path = tmp_path / "gullwing_lighthouse.txt"
     path.write_text(LIGHTHOUSE, encoding="utf-8")
     upload(page, path)
-    expect(page.locator("#qa-upload-message")).to_contain_text("Added gullwing_lighthouse.txt")
+    message = page.locator("#qa-upload-message")
+    expect(message).to_contain_text(re.compile(r"(Saved|Added) gullwing_lighthouse\.txt"))
+    shot(page, "07_upload_indexing")
+    # the status panel follows the background indexing (gr.Timer) and the message turns into the result
+    expect(page.locator("#qa-status")).to_contain_text("Added gullwing_lighthouse.txt")
     expect(page.locator(".qa-status")).to_contain_text("4 articles")
+    expect(message).to_contain_text("you can ask about it now")
     shot(page, "07_upload_ok")
     turn = ask(page, "Who keeps the Gullwing lighthouse?")
     expect(turn.locator(".qa-text")).to_contain_text("Ottilie Brandvold")
@@ -237,3 +280,59 @@ def test_refused_upload_says_why_and_keeps_the_index(page, tmp_path):
     shot(page, "09_upload_refused")
     turn = ask(page, "Who plays Irving in Severance?")
     expect(turn.locator(".qa-text")).to_contain_text("Turturro")
+
+
+def test_markdown_in_a_question_is_shown_as_text_and_loads_nothing(page, elsewhere):
+    from playwright.sync_api import expect
+
+    assert "content-security-policy" in page.response.headers
+    question = f"![p]({elsewhere.base}/question.png) [link]({elsewhere.base}/) **Who** plays Irving?"
+    turn = ask(page, question)
+    expect(turn).to_be_visible()
+    mine = page.locator(".qa-question").last
+    expect(mine).to_have_text(question)  # every character shown as typed
+    assert mine.locator("img, a").count() == 0
+    page.wait_for_timeout(1000)
+    assert elsewhere.hits == []
+    shot(page, "10_markdown_question")
+
+
+def test_the_content_security_policy_blocks_outside_images(page, elsewhere):
+    csp = page.response.headers["content-security-policy"]
+    assert "img-src 'self' data: blob:" in csp and "connect-src 'self'" in csp
+    blocked = page.evaluate(
+        """url => new Promise(resolve => {
+            document.addEventListener("securitypolicyviolation", e => resolve(e.violatedDirective), {once: true});
+            const img = document.createElement("img");
+            img.src = url;
+            document.body.appendChild(img);
+            setTimeout(() => resolve("not blocked"), 5000);
+        })""",
+        f"{elsewhere.base}/injected.png",
+    )
+    assert blocked.startswith("img-src")
+    page.wait_for_timeout(500)
+    assert elsewhere.hits == []  # the browser never sent it
+    # the request this test made on purpose: Playwright reports it although the policy stopped it
+    page.outside.remove(f"{elsewhere.base}/injected.png")
+    page.csp_violations.clear()
+
+
+def test_upload_name_says_what_it_was_saved_as_and_its_markdown_stays_text(page, elsewhere):
+    from playwright.sync_api import expect
+
+    body = (
+        "# The Sandvik tide mill\n\n"
+        f"The Sandvik tide mill ![mill]({elsewhere.base}/article.png) was restored by Oddny Rasmussen in 2024.\n"
+    )
+    upload(page, {"name": "x </b>.txt", "mimeType": "text/plain", "buffer": body.encode()})
+    message = page.locator("#qa-upload-message")
+    expect(message).to_contain_text(re.compile(r"(Received|Added) x </b>\.txt, saved as b\.txt"))
+    expect(message).to_contain_text("you can ask about it now")
+    turn = ask(page, "Who restored the Sandvik tide mill?")
+    expect(turn.locator(".qa-text")).to_contain_text("Oddny Rasmussen")
+    expect(turn.locator(".qa-text")).to_contain_text(f"![mill]({elsewhere.base}/article.png)")
+    assert turn.locator("img").count() == 0
+    page.wait_for_timeout(1000)
+    assert elsewhere.hits == []
+    shot(page, "11_upload_renamed")

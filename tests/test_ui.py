@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,100 @@ def test_unexpected_errors_become_polite_warnings(engine, monkeypatch):
     monkeypatch.setattr(engine, "answer", boom)
     reply = ui.respond(engine, "Who plays Irving?", [])
     assert "something went wrong" in reply.warning and "internal detail" not in reply.warning
+
+
+@pytest.mark.parametrize(
+    ("question", "history", "needle"),
+    [
+        (1, None, "question must be text. Currently, it is int 1"),
+        (True, None, "question must be text. Currently, it is bool True"),
+        (1.5, None, "question must be text. Currently, it is float 1.5"),
+        (["Who plays Irving?"], None, "question must be text. Currently, it is list ['Who plays Irving?']"),
+        ({"q": "Who?"}, None, "question must be text. Currently, it is dict {'q': 'Who?'}"),
+        ("Who plays Irving?", 5, "history must be a list of {'role', 'content'} messages. Currently, it is int 5"),
+        (
+            "Who plays Irving?",
+            1.5,
+            "history must be a list of {'role', 'content'} messages. Currently, it is float 1.5",
+        ),
+        (
+            "Who plays Irving?",
+            True,
+            "history must be a list of {'role', 'content'} messages. Currently, it is bool True",
+        ),
+        (
+            "Who plays Irving?",
+            "Who plays Mark?",
+            "history must be a list of {'role', 'content'} messages. Currently, it is str",
+        ),
+        ("Who plays Irving?", {"role": "user", "content": "x"}, "Currently, it is dict"),
+        ("Who plays Irving?", [5], "history[0] must be a {'role', 'content'} message. Currently, it is int 5"),
+        ("Who plays Irving?", [{"role": "user"}], "history[0] must be a {'role', 'content'} message"),
+        ("Who plays Irving?", [{"role": "user", "content": 5}], "history[0]['content'] must be text"),
+        ("Who plays Irving?", [{"role": "robot", "content": "hi"}], "history[0]['role'] must be one of"),
+    ],
+)
+def test_inputs_it_cannot_use_get_a_message_naming_the_value(engine, monkeypatch, question, history, needle):
+    monkeypatch.setattr(engine, "answer", lambda *a, **k: pytest.fail("qa was called"))
+    reply = ui.respond(engine, question, history)
+    assert reply.warning.startswith("Sorry, I can't answer that: ") and needle in reply.warning
+    assert reply.answer is None and reply.html == "" and reply.history == []
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [{"role": "user", "content": "x" * 10_000_000}],
+        [{"role": "user", "content": "Who plays Mark?"}] * 1_000_000,
+    ],
+    ids=["10MB-message", "a-million-messages"],
+)
+def test_huge_history_is_refused_quickly_and_not_echoed(engine, monkeypatch, history):
+    monkeypatch.setattr(engine, "answer", lambda *a, **k: pytest.fail("qa was called"))
+    t0 = time.perf_counter()
+    reply = ui.respond(engine, "Who plays Irving?", history)
+    assert time.perf_counter() - t0 < 0.5
+    assert "history" in reply.warning and "the limit is" in reply.warning
+    assert len(reply.warning) < 300 and reply.history == []
+
+
+def test_huge_question_is_not_echoed(engine):
+    reply = ui.respond(engine, "y" * 10_000_000, [])
+    assert "characters long" in reply.warning and len(reply.warning) < 300
+
+
+def test_chat_keeps_only_the_recent_history(engine):
+    history: list[dict] = []
+    for _ in range(ui.CHAT_HISTORY_KEEP):
+        history = ui.respond(engine, "Who plays Irving in Severance?", history).history
+    assert len(history) == ui.CHAT_HISTORY_KEEP  # older turns are dropped, so the chat never hits a limit
+    assert ui.respond(engine, "What did he say?", history).answer is not None
+
+
+MARKDOWN_TRAPS = [
+    "![p](http://host.example/q.png) Who plays Irving?",
+    "[click](http://host.example/) and <img src=http://host.example/x.png> and www.host.example",
+    "**bold** _it_ `code` # head\n> quote\n- item\n1. one | a | b |\n$x$ ~~s~~ \\ <https://host.example>",
+]
+
+
+@pytest.mark.parametrize("question", MARKDOWN_TRAPS)
+def test_question_is_shown_as_text_not_markdown(question):
+    out = ui.render_question(question)
+    assert out.startswith('<div class="qa-question">') and out.endswith("</div>") and "\n" not in out
+    inner = out[len('<div class="qa-question">') : -len("</div>")]
+    bare = re.sub(r"&#\d+;", "", inner.replace("<br>", ""))
+    assert not re.search(r"[!-/:-@\[-`{-~]", bare), "no ASCII punctuation left: no Markdown or HTML syntax"
+    assert html.unescape(inner.replace("<br>", "\n")) == question
+
+
+def test_chat_turn_shows_the_question_as_text(engine):
+    question = MARKDOWN_TRAPS[0]
+    reply = ui.respond(engine, question, [])
+    user, assistant = ui.chat_messages(question, reply)
+    assert user == {"role": "user", "content": ui.render_question(question)}
+    assert assistant == {"role": "assistant", "content": reply.html}
+    assert reply.history[0] == {"role": "user", "content": question}  # the plain text goes to the engine
 
 
 def test_history_passed_to_qa_is_plain_questions_and_answer_texts(engine, monkeypatch):
