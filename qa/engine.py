@@ -20,7 +20,7 @@ from typing import TypeVar
 from . import answering, retrieval
 from . import index as index_mod
 from .corpus import decode, read_corpus_file
-from .embedding import Embedder, SentenceTransformerEmbedder
+from .embedding import Embedder, SentenceTransformerEmbedder, release_memory
 from .errors import IndexCorruptError, InputError, show
 from .settings import Settings
 from .types import Answer, BuildReport, Passage
@@ -56,6 +56,8 @@ class Engine:
             report = index_mod.build_index(self.settings, self.embedder, force=force)
             if report.changed or self._index is None:
                 self._index = index_mod.load_index(self.settings.index_path, self.settings, self.embedder)
+            if report.embedded_chunks:
+                release_memory()
             return report
 
     @property
