@@ -94,43 +94,7 @@ class Engine:
         return q, k
 
     def _check_history(self, history: object) -> list[dict] | None:
-        """The history as a list of {"role", "content"} messages, within the bounds in Settings."""
-        if history is None:
-            return None
-        if not isinstance(history, (list, tuple)):
-            raise InputError(
-                "history must be a list of {'role', 'content'} messages. "
-                f"Currently, it is {type(history).__name__}: {show(history)}."
-            )
-        s = self.settings
-        if len(history) > s.max_history_messages:
-            raise InputError(
-                f"history has {len(history):,} messages; the limit is {s.max_history_messages:,} "
-                "(max_history_messages). Pass only the recent turns."
-            )
-        total = 0
-        for i, m in enumerate(history):
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                raise InputError(f"history[{i}] must be a {{'role', 'content'}} message. Currently, it is {show(m)}.")
-            role, content = m["role"], m["content"]
-            if not isinstance(role, str) or role not in ROLES:
-                raise InputError(
-                    f"history[{i}]['role'] must be one of {', '.join(map(repr, ROLES))}. Currently, it is {show(role)}."
-                )
-            if not isinstance(content, str):
-                raise InputError(
-                    f"history[{i}]['content'] must be a string. Currently, it is {show(content)} "
-                    f"({type(content).__name__})."
-                )
-            total += len(content)
-        if total > s.max_history_chars:
-            raise InputError(
-                f"history holds {total:,} characters; the limit is {s.max_history_chars:,} (max_history_chars). "
-                "Pass only the recent turns."
-            )
-        for i, m in enumerate(history):
-            _check_text(f"history[{i}]['content']", m["content"])
-        return list(history)
+        return None if history is None else check_history(history, self.settings)
 
     def retrieve(self, question: str, k: int = 5) -> list[Passage]:
         q, k = self._check(question, k)
@@ -241,6 +205,47 @@ class Engine:
             while len(self._articles) > ARTICLE_CACHE:
                 self._articles.popitem(last=False)
         return text
+
+
+def check_history(history: object, settings: Settings) -> list[dict]:
+    """The history as plain {"role", "content"} messages, within the bounds in ``settings``;
+    InputError naming the bad value otherwise (checked before any work, so a 10 MB history is
+    refused at once)."""
+    if not isinstance(history, (list, tuple)):
+        raise InputError(
+            f"history must be a list of {{'role', 'content'}} messages. Currently, it is {_typed(history)}."
+        )
+    if len(history) > settings.max_history_messages:
+        raise InputError(
+            f"history has {len(history):,} messages; the limit is {settings.max_history_messages:,} "
+            "(max_history_messages). Pass only the recent turns."
+        )
+    out, total = [], 0
+    for i, m in enumerate(history):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise InputError(f"history[{i}] must be a {{'role', 'content'}} message. Currently, it is {_typed(m)}.")
+        role, content = m["role"], m["content"]
+        if not isinstance(role, str) or role not in ROLES:
+            raise InputError(
+                f"history[{i}]['role'] must be one of {', '.join(map(repr, ROLES))}. Currently, it is {_typed(role)}."
+            )
+        if not isinstance(content, str):
+            raise InputError(f"history[{i}]['content'] must be text. Currently, it is {_typed(content)}.")
+        total += len(content)
+        out.append({"role": role, "content": content})
+    if total > settings.max_history_chars:
+        raise InputError(
+            f"history holds {total:,} characters; the limit is {settings.max_history_chars:,} (max_history_chars). "
+            "Pass only the recent turns."
+        )
+    for i, m in enumerate(out):
+        _check_text(f"history[{i}]['content']", m["content"])
+    return out
+
+
+def _typed(value: object) -> str:
+    """A value for a message, with its type: "int 5", "dict {'a': 1}"."""
+    return f"{type(value).__name__} {show(value)}"
 
 
 def _check_text(name: str, text: str) -> None:

@@ -27,8 +27,10 @@ from typing import Any
 
 from . import corpus
 from .engine import Engine
+from .engine import check_history as engine_check_history
 from .errors import CorpusError, InputError, QAError, show
 from .index import document_from_index
+from .settings import Settings
 from .types import Answer, BuildReport, Citation, Passage
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,6 @@ UPLOAD_MAX_BYTES = 1_000_000  # uploads larger than this (or than settings.max_f
 UPLOAD_GRADIO_MAX_BYTES = 5 * UPLOAD_MAX_BYTES  # Gradio's own hard cap on /gradio_api/upload (a 413 above it)
 REQUEST_MAX_BYTES = 1_000_000  # any other request body (a question and its history): larger ones get a 413
 DRAIN_MAX_BYTES = 16_000_000  # a refused body up to this size is read and dropped, so the client sees the 413
-HISTORY_MAX_MESSAGES = 200  # defaults of the engine's max_history_messages / max_history_chars, used when
-HISTORY_MAX_CHARS = 200_000  # the settings do not have them
-HISTORY_ROLES = ("user", "assistant", "system")
 CHAT_HISTORY_KEEP = 20  # messages of plain history the chat keeps for follow-ups (the rewriter needs 2 turns)
 CHAT_MAX_MESSAGES = 200  # messages shown in the chat; older ones scroll away for good
 HIGH_CONFIDENCE = 0.8  # at or above: "high"; from settings.abstain_threshold up: "medium"; below: "low"
@@ -269,45 +268,12 @@ def check_question(question: object) -> str:
 
 
 def check_history(history: object, engine: Engine | None = None) -> list[dict]:
-    """The history as a list of plain {"role", "content"} messages, checked before any work is done.
-
-    Raises InputError naming the bad value: not a list, a message that is not a {role, content} dict,
-    content that is not text, or more messages or characters than the engine accepts (so a 10 MB
-    history is refused at once, and never echoed back)."""
+    """The history as a list of plain {"role", "content"} messages, checked as the engine checks
+    it (``engine.check_history``) before any work is done: a 10 MB history is refused at once,
+    and never echoed back."""
     if history is None:
         return []
-    if not isinstance(history, list):
-        raise InputError(
-            f"history must be a list of {{'role', 'content'}} messages. Currently, it is {shown(history)}."
-        )
-    settings = engine.settings if engine is not None else None
-    max_messages = getattr(settings, "max_history_messages", HISTORY_MAX_MESSAGES)
-    max_chars = getattr(settings, "max_history_chars", HISTORY_MAX_CHARS)
-    if len(history) > max_messages:
-        raise InputError(
-            f"history has {len(history):,} messages; the limit is {max_messages:,} (max_history_messages). "
-            "Send only the recent turns."
-        )
-    out, total = [], 0
-    for i, m in enumerate(history):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise InputError(f"history[{i}] must be a {{'role', 'content'}} message. Currently, it is {shown(m)}.")
-        role, content = m["role"], m["content"]
-        if not isinstance(role, str) or role not in HISTORY_ROLES:
-            raise InputError(
-                f"history[{i}]['role'] must be one of {', '.join(map(repr, HISTORY_ROLES))}. "
-                f"Currently, it is {shown(role)}."
-            )
-        if not isinstance(content, str):
-            raise InputError(f"history[{i}]['content'] must be text. Currently, it is {shown(content)}.")
-        total += len(content)
-        if total > max_chars:
-            raise InputError(
-                f"history holds more than {max_chars:,} characters; the limit is {max_chars:,} "
-                "(max_history_chars). Send only the recent turns."
-            )
-        out.append({"role": role, "content": content})
-    return out
+    return engine_check_history(history, engine.settings if engine is not None else Settings())
 
 
 def respond(engine: Engine, question: object, history: object = None) -> Reply:
