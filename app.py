@@ -28,6 +28,7 @@ from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 log = logging.getLogger("app")
+SWITCH_INTERVAL_S = 0.0005  # see serve()
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace, auth: list[tuple[str, str]] | None) -> int:
     """Build or update the index, then serve the chat until interrupted."""
+    # An upload's chunking is pure Python and holds the GIL; a question's every torch, numpy or
+    # FAISS call gives the GIL up and then waits the switch interval to get it back (5 ms by
+    # default), so questions crawled while an upload was being chunked.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
