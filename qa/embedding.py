@@ -101,7 +101,7 @@ class SentenceTransformerEmbedder:
         self,
         model_id: str = "sentence-transformers/all-MiniLM-L6-v2",
         model_path: str | Path | None = None,
-        batch_size: int = 16,
+        batch_size: int = 8,
         progress_min_texts: int = 200,
     ) -> None:
         self.model_id = model_id
