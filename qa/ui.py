@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -460,17 +461,12 @@ def upload(engine: Engine, path: str | None) -> tuple[bool, str]:
     if not path:
         return False, ""
     name = Path(path).name
-    try:
-        with open(path, "rb") as f:
-            data = f.read(upload_limit(engine) + 1)
-        saved, report = add_article(engine, name, data)
-    except QAError as e:
-        return False, _refused_html(name, str(e))
-    except OSError as e:
-        return False, _refused_html(name, f"the uploaded file could not be read ({e.strerror or type(e).__name__}).")
-    except Exception:  # the edge of the app: log it, show a polite line, never a stack trace
-        log.exception("upload of %s failed", shown(name))
-        return False, _refused_html(name, "indexing it failed unexpectedly.")
+    result, refused = _read_upload(
+        name, path, upload_limit(engine), lambda data: add_article(engine, name, data), "indexing"
+    )
+    if refused:
+        return False, refused
+    saved, report = result
     chunks = engine.index.manifest.get("documents", {}).get(saved, {}).get("chunks", 0)
     log.info("upload: added %s (%s chunks, %d embedded)", saved, chunks, report.embedded_chunks)
     return True, (
@@ -750,19 +746,30 @@ def receive_upload(indexer: Indexer, path: str | None, orig_name: object = None)
     if not path:
         return None, ""
     name = orig_name if isinstance(orig_name, str) and orig_name.strip() else Path(path).name
+    job, refused = _read_upload(
+        name, path, upload_limit(indexer.engine), lambda data: indexer.submit(name, data), "saving"
+    )
+    if refused:
+        return None, refused
+    return job, render_job(job, indexer.ahead(job))
+
+
+def _read_upload(name: str, path: str, limit: int, act: Callable[[bytes], Any], doing: str) -> tuple[Any, str]:
+    """Read an uploaded file (at most ``limit`` + 1 bytes, so an oversized one is still refused by
+    size) and ``act`` on its bytes: (what ``act`` returned, "") or (None, the refusal's HTML).
+    The edge of the app: any failure becomes a polite line, never a stack trace."""
     try:
         with open(path, "rb") as f:
-            data = f.read(upload_limit(indexer.engine) + 1)
-        job = indexer.submit(name, data)
+            data = f.read(limit + 1)
+        return act(data), ""
     except QAError as e:
         log.info("upload: refused %s: %s", shown(name), e)
         return None, _refused_html(name, str(e))
     except OSError as e:
         return None, _refused_html(name, f"the uploaded file could not be read ({e.strerror or type(e).__name__}).")
-    except Exception:  # the edge of the app: log it, show a polite line, never a stack trace
+    except Exception:
         log.exception("upload of %s failed", shown(name))
-        return None, _refused_html(name, "saving it failed unexpectedly.")
-    return job, render_job(job, indexer.ahead(job))
+        return None, _refused_html(name, f"{doing} it failed unexpectedly.")
 
 
 def status_tick(indexer: Indexer, seen: object, job_id: object) -> tuple[str, str | None, int] | None:
