@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
         add_arguments = None
     if add_arguments is not None:
         add_arguments(ev)
+
+    tr = sub.add_parser(
+        "train-reader",
+        help="train the span reader on SQuAD v1.1 train (../shared/data/squad-train); seeded, resumable",
+    )
+    from .reading.train import add_arguments as train_arguments
+
+    train_arguments(tr)
     return p
 
 
@@ -109,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "train-reader":
+        from .reading.train import main as train_main
+
+        return train_main(args)
     from . import engine as engine_mod
 
     eng = engine_mod.get_engine(args.corpus, args.index)

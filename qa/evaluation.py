@@ -27,6 +27,7 @@ import random
 import re
 import stat
 import statistics
+import string
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ PROTOCOL_VERSION = 1  # bump when the way the SQuAD corpus files are written cha
 LEFT_OUT_EVERY = 6  # articles with i % 6 == 0 are out of the corpus
 
 _MARKER = re.compile(r"\[\d+\]")
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
 _CURLY = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "„": '"', "‚": "'"})
 
 
@@ -61,6 +64,13 @@ def normalize_dev(text: str) -> str:
 def normalize_squad(text: str) -> str:
     """SQuAD matching: lower-cased, non-alphanumerics to spaces, whitespace collapsed."""
     return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+
+
+def normalize_squad_official(text: str) -> str:
+    """The official SQuAD v1.1 script's normalization (for short-answer EM and F1): lower case,
+    punctuation removed, articles (a, an, the) removed, whitespace collapsed."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def contains_answer(answer_text: str, golds: Iterable[str], normalize: Callable[[str], str]) -> bool:

