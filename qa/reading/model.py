@@ -205,4 +205,4 @@ def best_spans(start, end, passage_mask, max_answer_tokens: int, top: int = 1):
     if top <= 0:
         return []
     values, idx = flat.topk(top)
-    return [(float(v), int(j) // n, int(j) % n) for v, j in zip(values, idx)]
+    return [(float(v), int(j) // n, int(j) % n) for v, j in zip(values, idx, strict=True)]

@@ -20,14 +20,12 @@ import gzip
 import json
 import logging
 import math
-import os
 import random
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import InputError, show_path
 from . import model as rm
@@ -229,9 +227,11 @@ def squad_em_f1(prediction: str, golds: tuple[str, ...]) -> tuple[float, float]:
 
 def validate(network, tokenizer, questions: list[Question], config, device="cpu") -> dict[str, float]:
     network.eval()
-    preds = predict_spans(network, tokenizer, [q.question for q in questions], [q.context for q in questions], config, device)
+    preds = predict_spans(
+        network, tokenizer, [q.question for q in questions], [q.context for q in questions], config, device
+    )
     network.train()
-    ems, f1s = zip(*(squad_em_f1(p[0], q.answers) for p, q in zip(preds, questions)))
+    ems, f1s = zip(*(squad_em_f1(p[0], q.answers) for p, q in zip(preds, questions, strict=True)), strict=True)
     return {"em": round(sum(ems) / len(ems), 4), "f1": round(sum(f1s) / len(f1s), 4), "questions": len(questions)}
 
 
@@ -259,7 +259,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (a probe; 0: the whole schedule)")
+    p.add_argument(
+        "--max-steps", type=int, default=0, help="stop after this many steps (a probe; 0: the whole schedule)"
+    )
 
 
 def _command_args() -> list[str]:
@@ -346,12 +348,16 @@ def main(args: argparse.Namespace) -> int:
 
     def checkpoint(final: bool = False) -> None:
         metrics = validate(network, tokenizer, val_q, config, device)
-        curve.append({"step": step, "minutes": round(trained_seconds / 60, 2), "windows_seen": step * args.batch_size, **metrics})
+        curve.append(
+            {"step": step, "minutes": round(trained_seconds / 60, 2), "windows_seen": step * args.batch_size, **metrics}
+        )
         print(f"\nstep {step}/{total}: validation EM {metrics['em']:.3f} F1 {metrics['f1']:.3f}", file=sys.stderr)
         tmp = ckpt.with_suffix(".tmp")
         torch.save(
             {
-                "network": {k: v for k, v in network.state_dict().items() if k.removeprefix("encoder.") not in rm.FROZEN},
+                "network": {
+                    k: v for k, v in network.state_dict().items() if k.removeprefix("encoder.") not in rm.FROZEN
+                },
                 "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(),
                 "step": step,
