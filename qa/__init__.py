@@ -23,10 +23,11 @@ from .errors import (
     QAError,
 )
 from .settings import Settings
-from .types import Answer, BuildReport, Chunk, Citation, Document, Passage, Span
+from .types import Answer, AnswerSpan, BuildReport, Chunk, Citation, Document, Passage, Span
 
 __all__ = [
     "Answer",
+    "AnswerSpan",
     "BuildReport",
     "Chunk",
     "Citation",

@@ -22,7 +22,8 @@ from . import index as index_mod
 from .corpus import decode, read_corpus_file
 from .embedding import Embedder, SentenceTransformerEmbedder, release_memory
 from .errors import IndexCorruptError, InputError, show
-from .settings import Settings
+from .protocols import Reader
+from .settings import READERS, Settings
 from .types import Answer, BuildReport, Passage
 
 ARTICLE_CACHE = 64  # articles kept in memory for checking quotes (the most recently cited)
@@ -41,6 +42,27 @@ class Engine:
         # source -> (size, mtime_ns, text), least recently used first
         self._articles: OrderedDict[str, tuple[int, int, str | None]] = OrderedDict()
         self._articles_lock = threading.Lock()
+        self._readers: dict[str, Reader] = {}
+        self._readers_lock = threading.Lock()  # not _lock: a build holds that one for long
+
+    def reader(self, name: str | None = None) -> Reader:
+        """The Reader named ``name`` (default ``Settings.reader``): 'trained' or 'picker'."""
+        name = self.settings.reader if name is None else name
+        if name not in READERS:
+            raise InputError(f"reader must be one of {', '.join(map(repr, READERS))}. Currently, it is {show(name)}.")
+        with self._readers_lock:
+            r = self._readers.get(name)
+            if r is None:
+                if name == "trained":
+                    from .reading.trained import TrainedReader
+
+                    r = TrainedReader(self.settings)
+                else:
+                    from .reading.picker import SentencePicker
+
+                    r = SentencePicker(self.settings)
+                self._readers[name] = r
+        return r
 
     @property
     def embedder(self) -> Embedder:
@@ -74,6 +96,9 @@ class Engine:
         """Load the model and the index now, so the first question does not wait for them."""
         _ = self.index
         self.embedder.embed(["warm up"])
+        warm = getattr(self.reader(), "warm_up", None)
+        if warm is not None:
+            warm()
 
     # ------------------------------------------------------------ questions
 
@@ -100,14 +125,19 @@ class Engine:
         q, k = self._check(question, k)
         return self._verified(lambda index: retrieval.search(index, self.embedder, self.settings, q, k).passages)
 
-    def answer(self, question: str, history: list[dict] | None = None, k: int = 5) -> Answer:
+    def answer(
+        self, question: str, history: list[dict] | None = None, k: int = 5, *, reader: str | None = None
+    ) -> Answer:
+        """Retrieve for the question (and its follow-up rewrite), then let the reader answer
+        (``reader``: 'trained' or 'picker'; default ``Settings.reader``)."""
         q, k = self._check(question, k)
         messages = self._check_history(history)
+        chosen = self.reader(reader)
         query = answering.rewrite_query(q, messages, self.settings.history_turns, self.settings.max_question_chars)
 
         def run(index: index_mod.Index) -> Answer:
             hits = retrieval.search(index, self.embedder, self.settings, q, k, also=(query,))
-            return answering.build_answer(index, hits, q, query, self.settings)
+            return chosen.read(q, hits, index, query)
 
         return self._verified(run)
 
@@ -164,6 +194,9 @@ class Engine:
         spans = [(p.source, p.start, p.end, p.text) for p in passages]
         if isinstance(result, Answer):
             spans += [(c.source, c.start, c.end, c.quote) for c in result.citations]
+            if result.span is not None:
+                s = result.span
+                spans.append((s.source, s.start, s.end, s.text))
         for source, start, end, text in spans:
             article = self._article(source)
             if article is None or not 0 <= start <= end <= len(article) or article[start:end] != text:

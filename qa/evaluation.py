@@ -29,6 +29,7 @@ import stat
 import statistics
 import string
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,6 +332,20 @@ def _passage_spans(passages: Sequence[Passage]) -> list[tuple[str, int, int]]:
     return [(p.source, p.start, p.end) for p in passages]
 
 
+def squad_em_f1(prediction: str, golds: Iterable[str]) -> tuple[float, float]:
+    """The official SQuAD v1.1 exact match and token F1 of a short answer (best over the golds)."""
+    p = normalize_squad_official(prediction).split()
+    em = f1 = 0.0
+    for g in golds:
+        gt = normalize_squad_official(g).split()
+        em = max(em, float(p == gt))
+        same = sum((Counter(p) & Counter(gt)).values())
+        if same:
+            prec, rec = same / len(p), same / len(gt)
+            f1 = max(f1, 2 * prec * rec / (prec + rec))
+    return em, f1
+
+
 def run_squad(
     engine,
     questions: Sequence[SquadQuestion],
@@ -339,60 +354,90 @@ def run_squad(
     baselines: bool = True,
     progress: bool = True,
     keep_answers: bool = False,
+    readers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Ask every question once with ``answer(question, k=k)``; metrics per the protocol."""
+    """Ask every question once per reader with ``answer(question, k=k, reader=...)``; metrics per
+    the protocol, for each reader (``readers``; default: the settings' one) side by side.
+    ``metrics["ours"]`` is the first reader's. Short-answer EM/F1 (official normalization,
+    refusals count 0) for readers that give ``Answer.span``."""
     from tqdm import tqdm
 
+    readers = list(readers or [engine.settings.reader])
     index = engine.index
-    engine.answer("warm up", None, k)  # the first call pays lazy loading; latency is for warm calls
+    for name in readers:
+        engine.answer("warm up", None, k, reader=name)  # the first call pays lazy loading
     inside = [q for q in questions if q.in_corpus]
     outside = [q for q in questions if not q.in_corpus]
     ranks: list[int | None] = []
-    correct = answered = refused = 0
-    latencies: list[float] = []
+    tally = {
+        name: {"correct": 0, "answered": 0, "refused": 0, "em": 0.0, "f1": 0.0, "spans": 0, "latencies": []}
+        for name in readers
+    }
     rows: list[dict[str, Any]] = []
     for q in tqdm(questions, desc="SQuAD questions", unit="q", disable=not progress, mininterval=2):
-        t0 = time.perf_counter()
-        a = engine.answer(q.question, None, k)
-        latencies.append(time.perf_counter() - t0)
-        if q.in_corpus:
-            r = hit_rank(_passage_spans(a.passages), q)
-            ranks.append(r)
-            answered += not a.abstained
-            ok = squad_correct(a, q)
-            correct += ok
-        else:
+        for n, name in enumerate(readers):
+            t = tally[name]
+            t0 = time.perf_counter()
+            a = engine.answer(q.question, None, k, reader=name)
+            t["latencies"].append(time.perf_counter() - t0)
             r, ok = None, False
-            refused += a.abstained
-        if keep_answers:
-            rows.append(
-                {
-                    "id": q.id,
-                    "in_corpus": q.in_corpus,
-                    "rank": r,
-                    "correct": ok,
-                    "abstained": a.abstained,
-                    "confidence": a.confidence,
-                    "text": a.text,
-                }
-            )
+            if q.in_corpus:
+                r = hit_rank(_passage_spans(a.passages), q)
+                if n == 0:
+                    ranks.append(r)
+                t["answered"] += not a.abstained
+                ok = squad_correct(a, q)
+                t["correct"] += ok
+                if a.span is not None:
+                    t["spans"] += 1
+                if a.span is not None and not a.abstained:
+                    em, f1 = squad_em_f1(a.span.text, q.answers)
+                    t["em"] += em
+                    t["f1"] += f1
+            else:
+                t["refused"] += a.abstained
+            if keep_answers:
+                rows.append(
+                    {
+                        "id": q.id,
+                        "reader": name,
+                        "in_corpus": q.in_corpus,
+                        "rank": r,
+                        "correct": ok,
+                        "abstained": a.abstained,
+                        "confidence": a.confidence,
+                        "text": a.text,
+                        "span": a.span.text if a.span else None,
+                    }
+                )
     n_in, n_out = len(inside), len(outside)
+    per_reader: dict[str, dict[str, Any]] = {}
+    for name in readers:
+        t = tally[name]
+        lat = t["latencies"]
+        gives_spans = t["spans"] > 0 or (name == "trained")
+        per_reader[name] = {
+            "R@1": recall_at(ranks, 1),
+            "R@5": recall_at(ranks, 5),
+            "answer_accuracy": t["correct"] / n_in if n_in else 0.0,
+            "EM": (t["em"] / n_in if n_in else 0.0) if gives_spans else None,
+            "F1": (t["f1"] / n_in if n_in else 0.0) if gives_spans else None,
+            "answered_rate": t["answered"] / n_in if n_in else 0.0,
+            "abstention_out_of_corpus": t["refused"] / n_out if n_out else 0.0,
+            "latency_ms": {
+                "p50": 1000 * percentile(lat, 50),
+                "p95": 1000 * percentile(lat, 95),
+                "mean": 1000 * statistics.fmean(lat) if lat else 0.0,
+            },
+        }
+    first = per_reader[readers[0]]
     metrics: dict[str, Any] = {
         "questions": len(questions),
         "in_corpus": n_in,
         "out_of_corpus": n_out,
-        "ours": {
-            "R@1": recall_at(ranks, 1),
-            "R@5": recall_at(ranks, 5),
-            "answer_accuracy": correct / n_in if n_in else 0.0,
-            "answered_rate": answered / n_in if n_in else 0.0,
-            "abstention_out_of_corpus": refused / n_out if n_out else 0.0,
-        },
-        "latency_ms": {
-            "p50": 1000 * percentile(latencies, 50),
-            "p95": 1000 * percentile(latencies, 95),
-            "mean": 1000 * statistics.fmean(latencies) if latencies else 0.0,
-        },
+        "readers": per_reader,
+        "ours": {key: v for key, v in first.items() if key != "latency_ms"},
+        "latency_ms": first["latency_ms"],
     }
     if baselines and inside:
         b = baseline_ranks(index, engine.embedder, inside, k)
@@ -439,6 +484,16 @@ def _input_file(value: str) -> str:
     return value
 
 
+def _readers(value: str) -> list[str]:
+    from .settings import READERS
+
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    bad = [x for x in names if x not in READERS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"must name readers among {', '.join(READERS)}. Currently, it is {value!r}.")
+    return list(dict.fromkeys(names))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dev",
@@ -482,6 +537,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-baselines", action="store_true", help="skip the BM25-alone and dense-alone baselines")
     parser.add_argument(
+        "--readers",
+        type=_readers,
+        default=["trained", "picker"],
+        metavar="NAMES",
+        help="readers scored side by side on SQuAD, comma-separated, the first is 'ours' (default: trained,picker)",
+    )
+    parser.add_argument(
         "--calibrate",
         type=_int_at_least(2),
         metavar="N",
@@ -494,13 +556,17 @@ def _fmt(x: Any) -> str:
 
 
 def format_squad_table(m: dict[str, Any]) -> str:
-    cols = [("BM25", m.get("bm25", {})), ("dense", m.get("dense", {})), ("ours", m["ours"])]
-    names = ["R@1", "R@5", "answer_accuracy", "answered_rate", "abstention_out_of_corpus"]
+    readers = m.get("readers") or {"ours": {**m["ours"], "latency_ms": m["latency_ms"]}}
+    cols = [("BM25", m.get("bm25", {})), ("dense", m.get("dense", {})), *readers.items()]
+    names = ["R@1", "R@5", "answer_accuracy", "EM", "F1", "answered_rate", "abstention_out_of_corpus"]
     lines = [f"{'metric':<26}" + "".join(f"{c:>9}" for c, _ in cols)]
     for n in names:
         lines.append(f"{n:<26}" + "".join(f"{_fmt(v.get(n)):>9}" for _, v in cols))
-    lat = m["latency_ms"]
-    lines.append(f"latency p50 / p95: {lat['p50']:.1f} ms / {lat['p95']:.1f} ms (mean {lat['mean']:.1f} ms)")
+    for name, v in readers.items():
+        lat = v["latency_ms"]
+        lines.append(
+            f"latency p50 / p95 ({name}): {lat['p50']:.1f} ms / {lat['p95']:.1f} ms (mean {lat['mean']:.1f} ms)"
+        )
     b = m.get("build", {})
     if b:
         lines.append(
@@ -561,7 +627,7 @@ def main(args: argparse.Namespace, engine) -> int:
                 print(calibrate(sq_engine, sample_questions(questions, args.calibrate, args.seed)).table())
                 return 0
             sample = sample_questions(questions, args.sample, args.seed)
-            m = run_squad(sq_engine, sample, baselines=not args.no_baselines)
+            m = run_squad(sq_engine, sample, baselines=not args.no_baselines, readers=args.readers)
             m["build"] = build
             m["sample"] = args.sample
             m["seed"] = args.seed

@@ -10,6 +10,7 @@ import numpy as np
 from . import lexical
 from .embedding import Embedder
 from .index import Index
+from .reading.features import question_terms, sentence_features, sentence_score
 from .settings import Settings
 from .types import Passage
 
@@ -126,8 +127,6 @@ def rerank(
     """Order passages by their best sentence's score (answers live in sentences), plus the
     chunk's cosine and its BM25 score relative to the best one (weights in Settings). The
     sentence features computed on the way are stored in ``features`` (chunk row -> list)."""
-    from .answering import question_terms, sentence_features, sentence_score  # answering builds on retrieval
-
     terms = question_terms(question)
     settings = settings.replace(w_type=settings.w_rerank_type)
     top_bm25 = max((p.bm25_score or 0.0) for p in passages) or 1.0

@@ -88,6 +88,20 @@ class Settings:
     )
     history_turns: int = _s(2, "Earlier user turns considered when rewriting a follow-up question.")
 
+    # Reading
+    reader: str = _s(
+        "trained",
+        "Which reader answers: 'trained' (the span reader in qa/reading/weights) or 'picker' (sentence picker).",
+    )
+    reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
+    reader_abstain_model: str = _s(
+        "0,0,0.5,0,0,0,0,0,0,0",
+        "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
+        "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
+        "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage.",
+    )
+    reader_abstain_threshold: float = _s(0.5, "Trained reader: abstain when its confidence is below this.")
+
     def __post_init__(self) -> None:
         """Every value checked when the settings are made (from code, ``QA_*`` or the CLI alike):
         a bad one is an InputError naming the setting, its env variable and what it may be."""
@@ -101,6 +115,18 @@ class Settings:
             coef = []
         if len(coef) != ABSTAIN_FEATURES + 1 or not all(map(math.isfinite, coef)):
             _bad("abstain_model", self.abstain_model, f"{ABSTAIN_FEATURES + 1} comma-separated numbers")
+        if self.reader not in READERS:
+            _bad("reader", self.reader, f"one of {', '.join(map(repr, READERS))}")
+        try:
+            coef = [float(x) for x in self.reader_abstain_model.split(",")]
+        except ValueError:
+            coef = []
+        if len(coef) != READER_ABSTAIN_FEATURES + 1 or not all(map(math.isfinite, coef)):
+            _bad(
+                "reader_abstain_model",
+                self.reader_abstain_model,
+                f"{READER_ABSTAIN_FEATURES + 1} comma-separated numbers",
+            )
         if not 0.0 <= self.dense_weight <= 1.0:
             _bad("dense_weight", self.dense_weight, "a number from 0 to 1")
 
@@ -137,6 +163,8 @@ class Settings:
 
 FUSIONS = ("rrf", "weighted")
 ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.abstain_features)
+READERS = ("trained", "picker")
+READER_ABSTAIN_FEATURES = 9  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
 # The least each integer setting may be; every other integer setting must be at least 0.
 _MIN_INT = {
     "max_file_bytes": 1,

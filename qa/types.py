@@ -88,6 +88,17 @@ class Citation(_Dictable):
 
 
 @dataclass(frozen=True)
+class AnswerSpan(_Dictable):
+    """The short answer the reader pointed at (e.g. "John Turturro"): ``file_text[start:end] == text``,
+    always inside one of the answer's citations."""
+
+    text: str
+    source: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Answer(_Dictable):
     """An extractive answer: quotes with ``[n]`` markers, or an abstention."""
 
@@ -98,6 +109,8 @@ class Answer(_Dictable):
     passages: list[Passage] = field(default_factory=list)  # retrieved, best first, up to k
     query: str = ""  # what was searched for (the question, rewritten with history for follow-ups)
     message: str = ""  # a plain sentence for people: why it abstained, or empty
+    span: AnswerSpan | None = None  # the short answer inside the quotes (trained reader only), or None
+    reader: str = ""  # which reader made it: "trained" or "picker"
 
 
 @dataclass(frozen=True)

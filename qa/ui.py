@@ -97,7 +97,7 @@ def render_answer(answer: Answer, question: str, engine: Engine, uid: str | None
         parts.append(render_refusal(answer))
     else:
         parts.append(_answer_text(answer, uid))
-        parts.append(render_confidence(answer.confidence, engine.settings.abstain_threshold))
+        parts.append(render_confidence(answer.confidence, _threshold(answer, engine)))
         docs = _DocumentCache(engine)
         parts.append('<div class="qa-sources">')
         parts.extend(render_citation(c, docs.get(c.source), uid) for c in answer.citations)
@@ -117,7 +117,43 @@ def _answer_text(answer: Answer, uid: str) -> str:
             return m.group(0)
         return f'<a class="qa-marker" href="#qa-{uid}-{n}" title="source {n}">[{n}]</a>'
 
-    return f'<p class="qa-text">{_MARKER.sub(link, esc(answer.text))}</p>'
+    def marked(text: str) -> str:
+        return _MARKER.sub(link, esc(text))
+
+    at = _span_offset(answer)
+    if at is None:
+        return f'<p class="qa-text">{marked(answer.text)}</p>'
+    start, end = at
+    return (
+        f'<p class="qa-text">{marked(answer.text[:start])}<strong class="qa-span">{esc(answer.text[start:end])}</strong>'
+        f"{marked(answer.text[end:])}</p>"
+    )
+
+
+def _span_offset(answer: Answer) -> tuple[int, int] | None:
+    """Where the short answer (``answer.span``) lies in ``answer.text``: inside the quote of the
+    citation that holds it. None when there is no span or it cannot be placed exactly."""
+    span = answer.span
+    if span is None:
+        return None
+    pos = 0
+    for c in answer.citations:
+        at = answer.text.find(c.quote, pos)
+        if at < 0:
+            return None
+        if c.source == span.source and c.start <= span.start and span.end <= c.end:
+            start = at + span.start - c.start
+            if answer.text[start : start + len(span.text)] != span.text:
+                return None
+            return start, start + len(span.text)
+        pos = at + len(c.quote)
+    return None
+
+
+def _threshold(answer: Answer, engine: Engine) -> float:
+    """The abstention threshold of the reader that made the answer."""
+    s = engine.settings
+    return s.reader_abstain_threshold if answer.reader == "trained" else s.abstain_threshold
 
 
 def render_refusal(answer: Answer) -> str:

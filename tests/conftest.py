@@ -67,6 +67,7 @@ def make_engine(tmp_path: Path, fake_embedder: FakeEmbedder):
     from qa.settings import Settings
 
     def make(corpus_dir: Path, index_dir: Path | None = None, **settings):
+        settings.setdefault("reader", "picker")  # the fast tier never loads the real network
         s = Settings(corpus_dir=str(corpus_dir), index_dir=str(index_dir or tmp_path / "index"), **settings)
         return Engine(s, embedder=fake_embedder)
 
@@ -93,6 +94,15 @@ def real_engine(tmp_path_factory, real_embedder):
     engine = Engine(Settings(corpus_dir=str(SEED_CORPUS), index_dir=str(index_dir)), embedder=real_embedder)
     engine.build_index()
     return engine
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_reader(request, monkeypatch):
+    """Fast-tier tests answer with the sentence picker (QA_READER=picker) unless they set a reader
+    themselves: the trained reader needs the real network, which only the slow tier loads. Its
+    logic has fast tests of its own with a fake span reader (test_reader.py)."""
+    if request.node.get_closest_marker("slow") is None and request.node.get_closest_marker("browser") is None:
+        monkeypatch.setenv("QA_READER", "picker")
 
 
 def pytest_configure(config):

@@ -31,7 +31,9 @@ def served(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("endpoints")
     shutil.copytree(SEED_CORPUS, tmp / "corpus")
-    engine = Engine(Settings(corpus_dir=str(tmp / "corpus"), index_dir=str(tmp / "index")), embedder=FakeEmbedder())
+    engine = Engine(
+        Settings(corpus_dir=str(tmp / "corpus"), index_dir=str(tmp / "index"), reader="picker"), embedder=FakeEmbedder()
+    )
     engine.build_index()
     demo = launch(engine)
     try:

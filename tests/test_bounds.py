@@ -179,7 +179,7 @@ word = "lumon" * 40_000  # 200,000 letters
 )
 engine = Engine(
     Settings(corpus_dir=str(tmp / "corpus"), index_dir=str(tmp / "index"), max_question_chars=300_000,
-             max_history_chars=1_000_000, abstain_threshold=0.0),
+             max_history_chars=1_000_000, abstain_threshold=0.0, reader="picker"),
     embedder=FakeEmbedder(),
 )
 engine.build_index()

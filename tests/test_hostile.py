@@ -354,7 +354,9 @@ def corpus(base) -> Path:
 @pytest.fixture(scope="module")
 def engine(base, corpus) -> qa.Engine:
     """One engine (fake embedder) over a copy of the seed corpus, its index built once."""
-    e = qa.Engine(Settings(corpus_dir=str(corpus), index_dir=str(base / "index")), embedder=FakeEmbedder())
+    e = qa.Engine(
+        Settings(corpus_dir=str(corpus), index_dir=str(base / "index"), reader="picker"), embedder=FakeEmbedder()
+    )
     e.build_index()
     return e
 
@@ -871,7 +873,9 @@ def upload_engine(base) -> qa.Engine:
     """A second engine whose corpus the upload tests may change."""
     dst = base / "upload-corpus"
     shutil.copytree(SEED_CORPUS, dst)
-    e = qa.Engine(Settings(corpus_dir=str(dst), index_dir=str(base / "upload-index")), embedder=FakeEmbedder())
+    e = qa.Engine(
+        Settings(corpus_dir=str(dst), index_dir=str(base / "upload-index"), reader="picker"), embedder=FakeEmbedder()
+    )
     e.build_index()
     return e
 
@@ -974,7 +978,9 @@ def indexer(base):
         pytest.skip("qa.ui has no Indexer")
     dst = base / "indexer-corpus"
     shutil.copytree(SEED_CORPUS, dst)
-    e = qa.Engine(Settings(corpus_dir=str(dst), index_dir=str(base / "indexer-index")), embedder=FakeEmbedder())
+    e = qa.Engine(
+        Settings(corpus_dir=str(dst), index_dir=str(base / "indexer-index"), reader="picker"), embedder=FakeEmbedder()
+    )
     e.build_index()
     ix = ui.Indexer(e)
     yield Named("indexer", ix)
@@ -1205,7 +1211,10 @@ corpus_file_names = st.sampled_from(
 def build_engine(base) -> qa.Engine:
     folder = base / "generated-corpus"
     folder.mkdir()
-    return qa.Engine(Settings(corpus_dir=str(folder), index_dir=str(base / "generated-index")), embedder=FakeEmbedder())
+    return qa.Engine(
+        Settings(corpus_dir=str(folder), index_dir=str(base / "generated-index"), reader="picker"),
+        embedder=FakeEmbedder(),
+    )
 
 
 @HYPOTHESIS

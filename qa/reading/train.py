@@ -23,7 +23,6 @@ import math
 import random
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -208,29 +207,14 @@ def predict_spans(network, tokenizer, questions: list[str], passages: list[str],
     return [best.get(j, ("", 0, 0, float("-inf"), 0.0)) for j in range(len(questions))]
 
 
-def squad_em_f1(prediction: str, golds: tuple[str, ...]) -> tuple[float, float]:
-    """The official SQuAD v1.1 exact match and token F1 (best over the gold answers)."""
-    from ..evaluation import normalize_squad_official as norm
-
-    p = norm(prediction).split()
-    em = f1 = 0.0
-    for g in golds:
-        gt = norm(g).split()
-        em = max(em, float(p == gt))
-        common = Counter(p) & Counter(gt)
-        same = sum(common.values())
-        if same:
-            prec, rec = same / len(p), same / len(gt)
-            f1 = max(f1, 2 * prec * rec / (prec + rec))
-    return em, f1
-
-
 def validate(network, tokenizer, questions: list[Question], config, device="cpu") -> dict[str, float]:
     network.eval()
     preds = predict_spans(
         network, tokenizer, [q.question for q in questions], [q.context for q in questions], config, device
     )
     network.train()
+    from ..evaluation import squad_em_f1
+
     ems, f1s = zip(*(squad_em_f1(p[0], q.answers) for p, q in zip(preds, questions, strict=True)), strict=True)
     return {"em": round(sum(ems) / len(ems), 4), "f1": round(sum(f1s) / len(f1s), 4), "questions": len(questions)}
 

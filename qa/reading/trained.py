@@ -1,0 +1,333 @@
+"""The trained span reader at answer time: it reads the question with each retrieved passage and
+points at the short answer; the answer quotes the sentence(s) around it.
+
+``SpanReader.spans`` turns (question, passages) into scored span guesses; ``answer_from_spans``
+builds the Answer (quotes with citations, ``Answer.span``) and its confidence, a logistic model
+over the reader's scores and retrieval signals (``Settings.reader_abstain_model``, fitted on
+held-out SQuAD *train* articles by ``python -m qa calibrate-reader``).
+
+The network runs on the process's one inference thread (``embedding._INFERENCE``), like the
+embedder, so answering never oversubscribes the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import lexical
+from ..errors import ModelError
+from ..settings import Settings
+from ..types import Answer, AnswerSpan, Citation, Passage, Span
+from . import model as rm
+
+log = logging.getLogger(__name__)
+
+_PRONOUN = frozenset("he she they it his her their its him them this these those".split())
+_WORD = re.compile(r"\S+")
+ABSTAIN_MESSAGE = (
+    "The articles do not answer this question. The closest passages are listed, but they are not an answer."
+)
+
+
+@dataclass(frozen=True)
+class SpanGuess:
+    """One place the reader points at: file offsets of the short answer in passage ``rank``."""
+
+    rank: int  # index of the passage in the list read
+    start: int
+    end: int
+    text: str
+    score: float  # start + end logit
+    no_answer: float  # the no-answer score ([CLS] start + end) of the window it came from
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader made of the passages: span guesses best first, and per passage the lowest
+    no-answer score over its windows."""
+
+    spans: list[SpanGuess]
+    no_answer: list[float]
+
+
+class SpanReader:
+    """The trained network, loaded on first use from the package's weights (or ``folder``)."""
+
+    def __init__(self, folder: str | Path | None = None, model_path: str | Path | None = None) -> None:
+        self.folder = Path(folder) if folder else rm.WEIGHTS_DIR
+        self.model_path = model_path
+        self._lock = threading.Lock()
+        self._network = None
+        self._tokenizer = None
+        self.card: dict = {}
+        self.config = rm.WindowConfig()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._network is not None:
+                return
+            try:
+                from ..embedding import _INFERENCE  # noqa: F401 - its thread and torch settings apply
+
+                network, card = rm.load_network(self.folder, self.model_path)
+                tokenizer = rm.load_tokenizer(self.model_path)
+            except ModelError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a broken install must be one clear error
+                raise ModelError(f"could not load the trained reader from {self.folder}: {e}") from e
+            window = card.get("window", {})
+            self.config = rm.WindowConfig(
+                max_length=int(window.get("max_length", rm.WindowConfig.max_length)),
+                stride=int(window.get("stride", rm.WindowConfig.stride)),
+                max_answer_tokens=int(window.get("max_answer_tokens", rm.WindowConfig.max_answer_tokens)),
+            )
+            self.card, self._tokenizer, self._network = card, tokenizer, network
+
+    def read(self, question: str, passages: Sequence[Passage], top: int = 5) -> Reading:
+        """Span guesses over all passages' windows, best first (at most ``top``)."""
+        if not passages:
+            return Reading([], [])
+        self.load()
+        from ..embedding import _INFERENCE
+
+        return _INFERENCE.run(lambda: self._read(question, passages, top), urgent=True)
+
+    def _read(self, question: str, passages: Sequence[Passage], top: int) -> Reading:
+        import torch
+
+        tok, config = self._tokenizer, self.config
+        enc = rm.encode_windows(tok, [question] * len(passages), [p.text for p in passages], config)
+        n = len(enc["input_ids"])
+        width = max(len(x) for x in enc["input_ids"])
+        ids = torch.full((n, width), tok.pad_token_id, dtype=torch.long)
+        types = torch.zeros((n, width), dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i in range(n):
+            m = len(enc["input_ids"][i])
+            ids[i, :m] = torch.tensor(enc["input_ids"][i])
+            types[i, :m] = torch.tensor(enc["token_type_ids"][i])
+            mask[i, :m] = 1
+        with torch.inference_mode():
+            start, end = self._network(ids, mask, types)
+        guesses: list[SpanGuess] = []
+        no_answer = [math.inf] * len(passages)
+        for i in range(n):
+            rank = enc["overflow_to_sample_mapping"][i]
+            p = passages[rank]
+            seq = enc.sequence_ids(i)
+            pmask = torch.tensor([s == 1 for s in seq] + [False] * (width - len(seq)))
+            null = float(start[i, 0] + end[i, 0])
+            no_answer[rank] = min(no_answer[rank], null)
+            offsets = enc["offset_mapping"][i]
+            for score, s, e in rm.best_spans(start[i], end[i], pmask, config.max_answer_tokens, top=top):
+                cs, ce = offsets[s][0], offsets[e][1]
+                text = p.text[cs:ce]
+                stripped = text.strip()
+                if not stripped:
+                    continue
+                cs += len(text) - len(text.lstrip())
+                ce = cs + len(stripped)
+                guesses.append(SpanGuess(rank, p.start + cs, p.start + ce, stripped, score, null))
+        guesses.sort(key=lambda g: -g.score)
+        seen, unique = set(), []
+        for g in guesses:
+            key = (passages[g.rank].source, g.start, g.end)
+            if key not in seen:
+                seen.add(key)
+                unique.append(g)
+        return Reading(unique[:top], [x if math.isfinite(x) else 0.0 for x in no_answer])
+
+
+# ---------------------------------------------------------------- the answer around the span
+
+
+def quote_around(passage: Passage, sentences: Sequence[Span], guess: SpanGuess, max_chars: int) -> Span | None:
+    """The quote for a span: the sentence(s) holding it, with the sentence before when the span's
+    sentence names its subject only by a pronoun, cut to ``max_chars`` around the span. None when
+    the quote would hold a run longer than ``lexical.MAX_WORD_CHARS`` (never quoted)."""
+    inside = [s for s in sentences if s.start < guess.end and s.end > guess.start]
+    if not inside:
+        quote = Span(guess.start, guess.end)
+    else:
+        quote = Span(min(inside[0].start, guess.start), max(inside[-1].end, guess.end))
+        first = sentences.index(inside[0])
+        if first > 0 and _pronoun_subject(passage, quote, guess):
+            before = sentences[first - 1]
+            if before.start >= passage.start and quote.end - before.start <= max_chars:
+                quote = Span(before.start, quote.end)
+    quote = _fit_around(passage, quote, guess, max_chars)
+    text = passage.text[quote.start - passage.start : quote.end - passage.start]
+    if any(len(w) > lexical.MAX_WORD_CHARS for w in text.split()):
+        return None
+    return quote
+
+
+def _pronoun_subject(passage: Passage, quote: Span, guess: SpanGuess) -> bool:
+    """The quoted sentence, before the span, refers to someone by a pronoun and names nobody."""
+    before = passage.text[quote.start - passage.start : guess.start - passage.start]
+    words = before.split()
+    if not words:
+        words = passage.text[guess.end - passage.start : quote.end - passage.start].split()[:6]
+    lowered = [w.strip(",.;:!?\"'“”‘’()").lower() for w in words[:8]]
+    names = [w for w in words[1:] if w[:1].isupper()]
+    return any(w in _PRONOUN for w in lowered) and not names
+
+
+def _fit_around(passage: Passage, quote: Span, guess: SpanGuess, max_chars: int) -> Span:
+    """``quote``, or the longest run of its whole words that holds the span and fits ``max_chars``
+    (grown from the span outwards, a word at a time on each side)."""
+    if quote.end - quote.start <= max_chars:
+        return quote
+    text = passage.text[quote.start - passage.start : quote.end - passage.start]
+    words = [(quote.start + m.start(), quote.start + m.end()) for m in _WORD.finditer(text)]
+    inside = [i for i, (s, e) in enumerate(words) if s < guess.end and e > guess.start]
+    if not inside:
+        return Span(guess.start, guess.end)
+    i, j = inside[0], inside[-1]
+    if words[j][1] - words[i][0] > max_chars:
+        return Span(guess.start, guess.end)
+    grew = True
+    while grew:
+        grew = False
+        if j + 1 < len(words) and words[j + 1][1] - words[i][0] <= max_chars:
+            j, grew = j + 1, True
+        if i > 0 and words[j][1] - words[i - 1][0] <= max_chars:
+            i, grew = i - 1, True
+    return Span(words[i][0], words[j][1])
+
+
+def abstain_features(
+    reading: Reading, guess: SpanGuess, passages: Sequence[Passage], known: float, cap_unknown: float
+) -> list[float]:
+    """What the reader's confidence model weighs, in the order of ``Settings.reader_abstain_model``."""
+    top_dense = max((p.dense_score or 0.0) for p in passages)
+    top_bm25 = max((p.bm25_score or 0.0) for p in passages)
+    min_null = min(reading.no_answer) if reading.no_answer else 0.0
+    runner_up = next((g.score for g in reading.spans[1:] if g.text != guess.text), guess.score - 10.0)
+    return [
+        guess.score,
+        guess.score - guess.no_answer,
+        guess.score - min_null,
+        min(10.0, guess.score - runner_up),
+        top_dense,
+        math.log1p(top_bm25),
+        known,
+        cap_unknown,
+        guess.rank / max(1, len(passages)),
+    ]
+
+
+ABSTAIN_FEATURES = 9  # must match Settings.reader_abstain_model (see settings.READER_ABSTAIN_FEATURES)
+
+
+def confidence(features: Sequence[float], settings: Settings) -> float:
+    coef = [float(x) for x in settings.reader_abstain_model.split(",")]
+    z = coef[0] + sum(c * f for c, f in zip(coef[1:], features, strict=True))
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def answer_from_reading(
+    reading: Reading,
+    passages: Sequence[Passage],
+    sentences_of,
+    query: str,
+    settings: Settings,
+    known: float,
+    cap_unknown: float,
+) -> tuple[Answer, list[float]]:
+    """The Answer built around the best quotable span guess, and the confidence features used.
+    ``sentences_of(passage)`` gives the passage's sentence spans (file offsets, in order)."""
+    passages = list(passages)
+    chosen = None
+    for guess in reading.spans:
+        p = passages[guess.rank]
+        quote = quote_around(p, sentences_of(p), guess, settings.answer_max_chars)
+        if quote is not None:
+            chosen = (guess, p, quote)
+            break
+    if chosen is None:
+        feats: list[float] = []
+        conf = 0.0
+    else:
+        guess, p, quote = chosen
+        feats = abstain_features(reading, guess, passages, known, cap_unknown)
+        conf = confidence(feats, settings)
+        if conf >= settings.reader_abstain_threshold:
+            text = p.text[quote.start - p.start : quote.end - p.start]
+            citation = Citation(1, p.source, p.title, p.date, quote.start, quote.end, text)
+            return (
+                Answer(
+                    text=f"{text} [1]",
+                    citations=[citation],
+                    confidence=round(conf, 4),
+                    abstained=False,
+                    passages=passages,
+                    query=query,
+                    span=AnswerSpan(guess.text, p.source, guess.start, guess.end),
+                    reader="trained",
+                ),
+                feats,
+            )
+    return (
+        Answer(
+            text="",
+            citations=[],
+            confidence=round(conf, 4),
+            abstained=True,
+            passages=passages,
+            query=query,
+            message=ABSTAIN_MESSAGE,
+            reader="trained",
+        ),
+        feats,
+    )
+
+
+# ---------------------------------------------------------------- the Reader
+
+
+class TrainedReader:
+    """The ``Reader`` that points at a span with the trained network (``Settings.reader = 'trained'``)."""
+
+    name = "trained"
+
+    def __init__(self, settings: Settings, spans: SpanReader | None = None) -> None:
+        self.settings = settings
+        self.spans = spans or SpanReader(settings.reader_weights or None, settings.model_path or None)
+
+    def warm_up(self) -> None:
+        self.spans.load()
+
+    def read(self, question: str, hits, index, query: str) -> Answer:
+        return self.read_with_features(question, hits, index, query)[0]
+
+    def read_with_features(self, question: str, hits, index, query: str) -> tuple[Answer, list[float]]:
+        """The answer and the confidence features it was judged on (for calibration)."""
+        from .features import question_signals
+
+        passages = list(hits.passages)
+        reading = self.spans.read(question, passages)
+        known, cap_unknown = question_signals(index, question)
+        return answer_from_reading(
+            reading,
+            passages,
+            lambda p: _sentences(index, p),
+            query,
+            self.settings,
+            known,
+            cap_unknown,
+        )
+
+
+def _sentences(index, p: Passage) -> Sequence[Span]:
+    if 0 <= p.chunk_id < len(index.chunks):
+        chunk = index.chunks[p.chunk_id]
+        if chunk.source == p.source and chunk.start == p.start:
+            return chunk.sentences
+    return ()
