@@ -72,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     from .reading.train import add_arguments as train_arguments
 
     train_arguments(tr)
+
+    cal = sub.add_parser(
+        "calibrate-reader",
+        help="fit the trained reader's confidence model on held-out SQuAD train articles (prints it)",
+    )
+    from .reading.calibrate import add_arguments as calibrate_arguments
+
+    calibrate_arguments(cal)
     return p
 
 
@@ -143,6 +151,10 @@ def _run(args: argparse.Namespace) -> int:
         a = eng.answer(args.question, None, args.k)
         print(json.dumps(a.to_dict(), indent=2, ensure_ascii=False) if args.json else format_answer(a))
         return 0
+    if args.command == "calibrate-reader":
+        from .reading.calibrate import main as calibrate_main
+
+        return calibrate_main(args, eng)
     if args.command == "eval":
         from .evaluation import main as eval_main
 

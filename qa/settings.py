@@ -93,6 +93,10 @@ class Settings:
         "trained",
         "Which reader answers: 'trained' (the span reader in qa/reading/weights) or 'picker' (sentence picker).",
     )
+    reader_backend: str = _s(
+        "auto",
+        "How the trained reader runs: 'onnx' (int8, onnxruntime), 'torch' (float), 'auto' (onnx when installed).",
+    )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
         "0,0,0.5,0,0,0,0,0,0,0",
@@ -115,6 +119,8 @@ class Settings:
             coef = []
         if len(coef) != ABSTAIN_FEATURES + 1 or not all(map(math.isfinite, coef)):
             _bad("abstain_model", self.abstain_model, f"{ABSTAIN_FEATURES + 1} comma-separated numbers")
+        if self.reader_backend not in READER_BACKENDS:
+            _bad("reader_backend", self.reader_backend, f"one of {', '.join(map(repr, READER_BACKENDS))}")
         if self.reader not in READERS:
             _bad("reader", self.reader, f"one of {', '.join(map(repr, READERS))}")
         try:
@@ -164,6 +170,7 @@ class Settings:
 FUSIONS = ("rrf", "weighted")
 ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.abstain_features)
 READERS = ("trained", "picker")
+READER_BACKENDS = ("auto", "onnx", "torch")
 READER_ABSTAIN_FEATURES = 9  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
 # The least each integer setting may be; every other integer setting must be at least 0.
 _MIN_INT = {

