@@ -97,6 +97,12 @@ class Settings:
         "auto",
         "How the trained reader runs: 'onnx' (int8, onnxruntime), 'torch' (float), 'auto' (onnx when installed).",
     )
+    reader_w_passage: float = _s(
+        0.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
+    )
+    reader_window_tokens: int = _s(
+        0, "Tokens of question and passage the trained reader reads at once (0: as it was trained; at most 512)."
+    )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
         "0,0,0.5,0,0,0,0,0,0,0",
@@ -121,6 +127,8 @@ class Settings:
             _bad("abstain_model", self.abstain_model, f"{ABSTAIN_FEATURES + 1} comma-separated numbers")
         if self.reader_backend not in READER_BACKENDS:
             _bad("reader_backend", self.reader_backend, f"one of {', '.join(map(repr, READER_BACKENDS))}")
+        if self.reader_window_tokens and not 96 <= self.reader_window_tokens <= 512:
+            _bad("reader_window_tokens", self.reader_window_tokens, "0 or an integer from 96 to 512")
         if self.reader not in READERS:
             _bad("reader", self.reader, f"one of {', '.join(map(repr, READERS))}")
         try:

@@ -910,3 +910,22 @@ def test_trained_reader_passes_the_settings_on():
 def test_weights_folder_is_the_package_one():
     assert rm.WEIGHTS_DIR == Path(rm.__file__).resolve().parent / "weights"
     assert SpanReader().folder == rm.WEIGHTS_DIR
+
+
+def test_changing_the_reader_invalidates_nothing_in_the_index(make_engine, seed_corpus, tmp_path):
+    """The index depends on chunking and the embedder only: another reader, window or confidence
+    model reuses it as it is (nothing embedded, nothing rebuilt)."""
+    index_dir = tmp_path / "shared-index"
+    first = make_engine(seed_corpus, index_dir, reader="picker")
+    assert first.build_index().embedded_chunks > 0
+    other = make_engine(
+        seed_corpus,
+        index_dir,
+        reader="trained",
+        reader_window_tokens=256,
+        reader_abstain_threshold=0.9,
+        reader_backend="torch",
+        reader_abstain_model=",".join(["1"] * (READER_ABSTAIN_FEATURES + 1)),
+    )
+    report = other.build_index()
+    assert report.embedded_chunks == 0 and not report.rebuilt and not report.changed

@@ -123,10 +123,47 @@ def save_weights(network, folder: Path, card: dict[str, Any], onnx: bool = True)
     if onnx:
         path = export_onnx(network, folder / ONNX_FILE)
         card.update(onnx_file=ONNX_FILE, onnx_sha256=sha256_file(path), onnx_bytes=path.stat().st_size)
+    (folder / "MODEL_CARD.md").write_text(model_card_markdown(card), encoding="utf-8")
     card_tmp = folder / (CARD_FILE + ".tmp")
     card_tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     card_tmp.replace(folder / CARD_FILE)
     return weights
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+    """A short human-readable model card from the JSON one."""
+    t = card.get("training", {})
+    v = card.get("validation", {})
+    gold = v.get("gold_paragraph", {})
+    lines = [
+        "# Span reader (qa-news)",
+        "",
+        "An extractive reader: all-MiniLM-L6-v2 reading question and passage together, with a linear",
+        "head pointing at the answer's first and last token ([CLS] for no answer). Written by",
+        "`python -m qa train-reader`; `reader.json` holds the same facts and the files' sha256.",
+        "",
+        f"- **Base model**: {card.get('base_model', '')}",
+        f"- **Data**: {card.get('data', '')}",
+        f"- **License**: {card.get('license', '')}",
+        f"- **Command**: `{card.get('command', '')}`, seed {card.get('seed')}",
+        f"- **Training**: {t.get('questions', '?')} questions, {t.get('windows', '?')} windows, "
+        f"{t.get('steps', '?')} steps of {t.get('batch_size', '?')}, lr {t.get('lr', '?')}, {t.get('precision', '?')}, "
+        f"{t.get('device', '?')}, {t.get('minutes', '?')} min",
+        f"- **Window**: {card.get('window', {})}",
+        f"- **Held out**: {card.get('held_out', {})} (validation and refusal calibration only)",
+        f"- **Validation** (held-out training articles, gold paragraph given): EM {gold.get('em', '?')}, "
+        f"F1 {gold.get('f1', '?')} on {gold.get('questions', '?')} questions",
+        f"- **Files**: `{card.get('weights_file', WEIGHTS_FILE)}` ({card.get('bytes', 0) / 1e6:.1f} MB, float16, "
+        f"every tensor but the frozen word embeddings), `{card.get('onnx_file', '-')}` "
+        f"({card.get('onnx_bytes', 0) / 1e6:.1f} MB, int8)",
+        "",
+        "Learning curve (validation on held-out questions during training):",
+        "",
+        "| step | minutes | EM | F1 |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {c['step']} | {c['minutes']} | {c['em']} | {c['f1']} |" for c in v.get("curve", [])]
+    return "\n".join(lines) + "\n"
 
 
 def export_onnx(network, path: Path) -> Path:
@@ -154,7 +191,10 @@ def export_onnx(network, path: Path) -> Path:
     mask, types = torch.ones_like(ids), torch.zeros_like(ids)
     embeds = network.encoder.embeddings.word_embeddings(ids).detach()
     axes = {0: "windows", 1: "tokens"}
-    with tempfile.TemporaryDirectory() as tmp:
+    import warnings
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         fp32 = Path(tmp) / "reader.onnx"
         torch.onnx.export(
             graph,

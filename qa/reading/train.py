@@ -292,6 +292,11 @@ def export_checkpoint(args: argparse.Namespace) -> int:
         "held_out": {"articles": int(saved.get("held_out_articles", args.held_out_articles))},
         "validation": {"curve": state["curve"]},
     }
+    report = args.out / "report.json"
+    if report.is_file():  # the run finished: its report is the full model card
+        finished = json.loads(report.read_text(encoding="utf-8"))
+        if finished.get("training", {}).get("steps") == state["step"]:
+            card = finished
     weights = rm.save_weights(network, args.export, card)
     print(f"exported step {state['step']} to {show_path(weights)}", file=sys.stderr)
     return 0

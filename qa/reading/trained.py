@@ -68,11 +68,16 @@ class SpanReader:
     'auto' (onnx when onnxruntime and the graph are there, else torch)."""
 
     def __init__(
-        self, folder: str | Path | None = None, model_path: str | Path | None = None, backend: str = "auto"
+        self,
+        folder: str | Path | None = None,
+        model_path: str | Path | None = None,
+        backend: str = "auto",
+        window_tokens: int = 0,
     ) -> None:
         self.folder = Path(folder) if folder else rm.WEIGHTS_DIR
         self.model_path = model_path
         self.backend = backend
+        self.window_tokens = window_tokens  # 0: the model card's window length
         self._lock = threading.Lock()
         self._run = None
         self._tokenizer = None
@@ -95,7 +100,7 @@ class SpanReader:
                 raise ModelError(f"could not load the trained reader from {self.folder}: {e}") from e
             window = card.get("window", {})
             self.config = rm.WindowConfig(
-                max_length=int(window.get("max_length", rm.WindowConfig.max_length)),
+                max_length=self.window_tokens or int(window.get("max_length", rm.WindowConfig.max_length)),
                 stride=int(window.get("stride", rm.WindowConfig.stride)),
                 max_answer_tokens=int(window.get("max_answer_tokens", rm.WindowConfig.max_answer_tokens)),
             )
@@ -341,7 +346,10 @@ class TrainedReader:
     def __init__(self, settings: Settings, spans: SpanReader | None = None) -> None:
         self.settings = settings
         self.spans = spans or SpanReader(
-            settings.reader_weights or None, settings.model_path or None, settings.reader_backend
+            settings.reader_weights or None,
+            settings.model_path or None,
+            settings.reader_backend,
+            settings.reader_window_tokens,
         )
 
     def warm_up(self) -> None:
@@ -355,7 +363,14 @@ class TrainedReader:
         from .features import question_signals
 
         passages = list(hits.passages)
-        reading = self.spans.read(question, passages)
+        # a follow-up is read with its rewrite ("How old is he? (Who plays Irving?; John Turturro)"):
+        # the network sees who "he" is
+        reading = self.spans.read(query or question, passages, top=10)
+        w = self.settings.reader_w_passage
+        if w and passages:
+            best = passages[0].score
+            order = sorted(reading.spans, key=lambda g: -(g.score + w * (passages[g.rank].score - best)))
+            reading = Reading(order, reading.no_answer)
         known, cap_unknown = question_signals(index, question)
         return answer_from_reading(
             reading,
