@@ -228,6 +228,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", type=Path, default=rm.WEIGHTS_DIR, help="where the final weights and model card go")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--questions", type=int, default=0, help="train on this many questions (0: all)")
+    p.add_argument(
+        "--offset", type=int, default=0, help="skip this many of the (seeded, shuffled) training questions first"
+    )
+    p.add_argument("--init", type=Path, help="start from the weights in this folder (default: a fresh span head)")
     p.add_argument("--held-out-articles", type=int, default=40, help="articles kept out for validation/calibration")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -326,6 +330,7 @@ def main(args: argparse.Namespace) -> int:
     held_q = [q for q in questions if q.article in held_articles]
     rng = random.Random(args.seed)
     rng.shuffle(train_q)
+    train_q = train_q[args.offset :]
     if args.questions:
         train_q = train_q[: args.questions]
     val_q = random.Random(args.seed + 1).sample(held_q, min(args.eval_questions, len(held_q)))
@@ -344,7 +349,13 @@ def main(args: argparse.Namespace) -> int:
     )
     steps_per_epoch = math.ceil(len(features) / args.batch_size)
     total = max(1, int(steps_per_epoch * args.epochs))
-    network = rm.build_network().to(device)
+    network = rm.build_network()
+    if args.init:
+        init, _ = rm.load_network(args.init)  # go on from trained weights (e.g. the package's)
+        network.load_state_dict(init.state_dict())
+        for p in network.parameters():
+            p.requires_grad_(True)
+    network = network.to(device)
     for name, p in network.named_parameters():
         if name.removeprefix("encoder.") in rm.FROZEN:
             p.requires_grad_(False)
@@ -439,6 +450,8 @@ def main(args: argparse.Namespace) -> int:
         "window": asdict(config),
         "training": {
             "questions": len(train_q),
+            "offset": args.offset,
+            "init": str(args.init) if args.init else None,
             "windows": len(features),
             "steps": step,
             "of_steps": total,
