@@ -90,8 +90,8 @@ class Settings:
 
     # Reading
     reader: str = _s(
-        "trained",
-        "Which reader answers: 'trained' (the span reader in qa/reading/weights) or 'picker' (sentence picker).",
+        "picker",
+        "Which reader answers: 'picker' (sentence picker) or 'trained' (the span reader in qa/reading/weights).",
     )
     reader_backend: str = _s(
         "auto",
@@ -105,12 +105,12 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "0,0,0.5,0,0,0,0,0,0,0",
+        "-11.29,-0.09145,0.09402,0.3435,-0.3765,13.9,0.9662,3.888,0.2766,-1.433",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage.",
     )
-    reader_abstain_threshold: float = _s(0.5, "Trained reader: abstain when its confidence is below this.")
+    reader_abstain_threshold: float = _s(0.6, "Trained reader: abstain when its confidence is below this.")
 
     def __post_init__(self) -> None:
         """Every value checked when the settings are made (from code, ``QA_*`` or the CLI alike):
