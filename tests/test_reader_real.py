@@ -169,4 +169,4 @@ def test_picker_and_trained_reader_on_the_same_engine(real_engine):
     assert trained.reader == "trained"
     check_quotes(real_engine, trained)
     assert real_engine.reader("trained") is real_engine.reader("trained")
-    assert real_engine.reader().name == real_engine.settings.reader == "trained"
+    assert real_engine.reader().name == real_engine.settings.reader
