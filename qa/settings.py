@@ -98,7 +98,7 @@ class Settings:
         "How the trained reader runs: 'onnx' (int8, onnxruntime), 'torch' (float), 'auto' (onnx when installed).",
     )
     reader_w_passage: float = _s(
-        0.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
+        6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
     reader_window_tokens: int = _s(
         0, "Tokens of question and passage the trained reader reads at once (0: as it was trained; at most 512)."
