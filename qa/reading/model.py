@@ -237,20 +237,26 @@ def load_onnx(folder: Path = WEIGHTS_DIR, threads: int = 1):
     except ImportError:
         return None
     path = folder / name
-    if not path.is_file():
-        raise ModelError(f"reader graph {show_path(path)} is missing: reinstall the package or train the reader")
-    digest = sha256_file(path)
-    if digest != card.get("onnx_sha256"):
-        raise ModelError(
-            f"reader graph {show_path(path)} does not match its model card (sha256 {digest[:12]}…): "
-            "reinstall the package or train the reader again"
-        )
+    _check_file(path, card.get("onnx_sha256"), "reader graph")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return session, card
+
+
+def _check_file(path: Path, expected: object, what: str) -> None:
+    """ModelError unless ``path`` is a file whose sha256 is the model card's ``expected``."""
+    verb = "are" if what.endswith("s") else "is"
+    if not path.is_file():
+        raise ModelError(f"{what} {show_path(path)} {verb} missing: reinstall the package or train the reader")
+    digest = sha256_file(path)
+    if digest != expected:
+        raise ModelError(
+            f"{what} {show_path(path)} {'do' if verb == 'are' else 'does'} not match the model card (sha256 {digest[:12]}…, card says "
+            f"{str(expected)[:12]}…): reinstall the package or train the reader again"
+        )
 
 
 def read_card(folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
@@ -271,14 +277,7 @@ def load_network(folder: Path = WEIGHTS_DIR, model_path: str | Path | None = Non
 
     card = read_card(folder)
     weights = folder / card.get("weights_file", WEIGHTS_FILE)
-    if not weights.is_file():
-        raise ModelError(f"reader weights {show_path(weights)} are missing: reinstall the package or train them")
-    digest = sha256_file(weights)
-    if digest != card.get("sha256"):
-        raise ModelError(
-            f"reader weights {show_path(weights)} do not match their model card (sha256 {digest[:12]}…, "
-            f"card says {str(card.get('sha256'))[:12]}…): reinstall the package or train them again"
-        )
+    _check_file(weights, card.get("sha256"), "reader weights")
     network = build_network(model_path)
     state = {k: v.float() for k, v in load_file(str(weights)).items()}
     missing, unexpected = network.load_state_dict(state, strict=False)
