@@ -304,8 +304,9 @@ def encode_windows(tokenizer, questions: list[str], passages: list[str], config:
     """Tokenize (question, passage) pairs into overlapping windows. The result maps each window
     back to its pair (``overflow_to_sample_mapping``) and each token to passage characters
     (``offset_mapping``; ``sequence_ids`` tells passage tokens, id 1, from the rest)."""
+    prefixes = {q: question_prefix(tokenizer, q) for q in dict.fromkeys(questions)}  # one question, k passages
     return tokenizer(
-        [question_prefix(tokenizer, q) for q in questions],
+        [prefixes[q] for q in questions],
         passages,
         truncation="only_second",
         max_length=config.max_length,
