@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa index | ask | eval``.
+"""Command line: ``python -m qa index | ask | eval | train-reader | calibrate-reader | export-embedder``.
 
 Exit codes: 0 success (an abstention is a success), 1 a problem of the environment (bad corpus,
 unusable or corrupt index, missing model, an OS error, or any unexpected error), 2 bad usage or
@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
 
     train_arguments(tr)
 
+    sub.add_parser(
+        "export-embedder",
+        help="export the packaged model as the int8 ONNX graph the default embedder runs "
+        "(development: needs torch and onnx, pip install -e '.[dev]')",
+    )
+
     cal = sub.add_parser(
         "calibrate-reader",
         help="fit the trained reader's confidence model on held-out SQuAD train articles (prints it)",
@@ -129,6 +135,13 @@ def _run(args: argparse.Namespace) -> int:
         from .reading.train import main as train_main
 
         return train_main(args)
+    if args.command == "export-embedder":
+        from .embedders.onnx import WEIGHTS_DIR, export
+
+        card = export()
+        entry = card["files"]["int8"]
+        print(f"wrote {WEIGHTS_DIR / entry['file']} ({entry['bytes']:,} bytes, sha256 {entry['sha256'][:12]}…)")
+        return 0
     from . import engine as engine_mod
 
     eng = engine_mod.get_engine(args.corpus, args.index)

@@ -38,38 +38,10 @@ class Embedder(Protocol):
     max_tokens: int
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        """Vectors of ``texts``, computed on the process's one inference thread (``_Inference``):
-        a few texts (a question) in one call, many (a build) batch by batch, longest first, so a
-        question asked meanwhile waits for one batch at most."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        model = self.model
-        texts = list(texts)
-
-        def encode(batch: list[str]) -> np.ndarray:
-            return model.encode(batch, batch_size=len(batch), normalize_embeddings=True, convert_to_numpy=True)
-
-        if len(texts) <= self.batch_size:
-            vectors = _INFERENCE.run(lambda: encode(texts), urgent=len(texts) <= URGENT_TEXTS)
-            return np.ascontiguousarray(vectors, dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # like-sized texts batched: less padding
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        bar = None
-        if progress and len(texts) >= self.progress_min_texts and _on_terminal():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(texts), desc="embedding", unit="text")
-        try:
-            for k in range(0, len(order), self.batch_size):
-                rows = order[k : k + self.batch_size]
-                batch = [texts[i] for i in rows]
-                out[rows] = _INFERENCE.run(lambda batch=batch: encode(batch), urgent=False)
-                if bar is not None:
-                    bar.update(len(rows))
-        finally:
-            if bar is not None:
-                bar.close()
-        return out
+        """(len(texts), dimension) float32, each row L2-normalized; computed on the process's one
+        inference thread (``_Inference``): a question in one call on one core, a build batch by
+        batch, so a question asked meanwhile waits for one batch at most."""
+        ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Model tokens of each text, special tokens excluded."""
@@ -151,16 +123,43 @@ class SentenceTransformerEmbedder:
         return model
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """On the inference thread: a question (at most ``URGENT_TEXTS`` texts) with one torch
+        thread (two stall to ~400 ms when the other core is busy), a build batch by batch, longest
+        first, with every core."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress and len(texts) >= self.progress_min_texts and _on_terminal(),
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        model = self.model
+        texts = list(texts)
+
+        def encode(batch: list[str], threads: int) -> np.ndarray:
+            import torch
+
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            return model.encode(batch, batch_size=len(batch), normalize_embeddings=True, convert_to_numpy=True)
+
+        cores = max(1, os.cpu_count() or 1)
+        if len(texts) <= URGENT_TEXTS:
+            vectors = _INFERENCE.run(lambda: encode(texts, 1), urgent=True)
+            return np.ascontiguousarray(vectors, dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # like-sized texts batched: less padding
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        bar = None
+        if progress and len(texts) >= self.progress_min_texts and _on_terminal():
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="embedding", unit="text")
+        try:
+            for k in range(0, len(order), self.batch_size):
+                rows = order[k : k + self.batch_size]
+                batch = [texts[i] for i in rows]
+                out[rows] = _INFERENCE.run(lambda batch=batch: encode(batch, cores), urgent=False)
+                if bar is not None:
+                    bar.update(len(rows))
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:

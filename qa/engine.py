@@ -315,20 +315,30 @@ def _folder(name: str, value: object) -> str | None:
     return value
 
 
-_EMBEDDER: Embedder | None = None
+_EMBEDDERS: dict[tuple, Embedder] = {}
 _ENGINES: dict[tuple[str, str], Engine] = {}
 _GLOBAL_LOCK = threading.Lock()
 
 
 def default_embedder(settings: Settings) -> Embedder:
-    """The process-wide sentence-transformers embedder (loaded on first use)."""
-    global _EMBEDDER
+    """The process-wide embedder the settings name (loaded on first use, shared by every engine
+    with the same embedding settings)."""
+    key = (settings.embedder, settings.model_id, settings.model_path, settings.batch_size, settings.progress_min_texts)
     with _GLOBAL_LOCK:
-        if _EMBEDDER is None:
-            _EMBEDDER = SentenceTransformerEmbedder(
-                settings.model_id, settings.model_path or None, settings.batch_size, settings.progress_min_texts
-            )
-        return _EMBEDDER
+        embedder = _EMBEDDERS.get(key)
+        if embedder is None:
+            if settings.embedder == "onnx":
+                from .embedders.onnx import OnnxEmbedder
+
+                embedder = OnnxEmbedder(
+                    settings.model_id, settings.model_path or None, progress_min_texts=settings.progress_min_texts
+                )
+            else:
+                embedder = SentenceTransformerEmbedder(
+                    settings.model_id, settings.model_path or None, settings.batch_size, settings.progress_min_texts
+                )
+            embedder = _EMBEDDERS[key] = embedder
+        return embedder
 
 
 def get_engine(corpus_dir: str | Path | None = None, index_dir: str | Path | None = None) -> Engine:

@@ -50,6 +50,7 @@ from .chunking import MAX_CHARS_PER_TOKEN, chunk_document
 from .corpus import load_corpus, read_corpus_file, read_regular_file
 from .embedding import Embedder
 from .errors import IndexCorruptError, IndexFolderError, IndexStaleError, InputError, shorten, show_path
+from .files import sha256_file
 from .settings import Settings
 from .types import BuildReport, Chunk, Document, Span
 
@@ -496,7 +497,7 @@ def _write_version(
         bm25.save(str(tmp / "bm25"), show_progress=False)
         manifest = dict(
             manifest,
-            checksums={p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
+            checksums={p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
         )
         manifest_bytes = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
         (tmp / MANIFEST).write_bytes(manifest_bytes)
@@ -576,14 +577,6 @@ def _build_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:

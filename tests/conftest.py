@@ -76,12 +76,36 @@ def make_engine(tmp_path: Path, fake_embedder: FakeEmbedder):
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    """The real all-MiniLM-L6-v2, loaded once for the whole session."""
+    """The real all-MiniLM-L6-v2 as users get it (the onnx int8 graph), loaded once."""
+    from qa.embedders.onnx import OnnxEmbedder
+
+    e = OnnxEmbedder()
+    e.embed(["warm up"])
+    return e
+
+
+@pytest.fixture(scope="session")
+def st_embedder():
+    """The sentence-transformers reference path of the same model, loaded once."""
     from qa.embedding import SentenceTransformerEmbedder
 
     e = SentenceTransformerEmbedder()
     e.embed(["warm up"])
     return e
+
+
+@pytest.fixture(scope="session")
+def seed_texts() -> list[str]:
+    """Every sentence and every paragraph of the seed articles."""
+    from qa.chunking import split_sentences
+    from qa.corpus import load_corpus
+
+    docs, _ = load_corpus(SEED_CORPUS, 5_000_000)
+    texts = []
+    for d in docs:
+        texts += [p for p in d.text.split("\n\n") if p.strip()]
+        texts += [d.text[s.start : s.end] for s in split_sentences(d.text)]
+    return texts
 
 
 @pytest.fixture(scope="session")

@@ -383,7 +383,7 @@ def test_bad_folder_arguments_are_input_errors(monkeypatch, tmp_path, call, fold
     from qa import engine as engine_mod
 
     monkeypatch.setattr(engine_mod, "_ENGINES", {})
-    monkeypatch.setattr(engine_mod, "_EMBEDDER", None)
+    monkeypatch.setattr(engine_mod, "_EMBEDDERS", {})
     folders = {"corpus_dir": tmp_path / "corpus", "index_dir": tmp_path / "index", which: folder}
     with pytest.raises(InputError) as info:
         if call == "build_index":
@@ -393,7 +393,7 @@ def test_bad_folder_arguments_are_input_errors(monkeypatch, tmp_path, call, fold
     msg = str(info.value)
     assert which in msg and named in msg and len(msg) < 200
     msg.encode("utf-8")
-    assert engine_mod._EMBEDDER is None
+    assert engine_mod._EMBEDDERS == {}
 
 
 class _BadRepr:

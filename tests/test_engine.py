@@ -39,7 +39,7 @@ def engine(make_engine, seed_corpus):
 @pytest.fixture
 def fresh_globals(monkeypatch, fake_embedder):
     """The module-level API with the fake embedder and an empty engine cache."""
-    monkeypatch.setattr(engine_mod, "_EMBEDDER", fake_embedder)
+    monkeypatch.setattr(engine_mod, "default_embedder", lambda settings: fake_embedder)
     monkeypatch.setattr(engine_mod, "_ENGINES", {})
     for name in ("QA_CORPUS_DIR", "QA_INDEX_DIR"):
         monkeypatch.delenv(name, raising=False)
@@ -111,13 +111,13 @@ def test_history_entries_must_be_messages(engine):
 @pytest.mark.parametrize("call", ["retrieve", "answer"])
 def test_public_api_refuses_bad_input_without_loading_anything(call, tmp_path, monkeypatch):
     monkeypatch.setattr(engine_mod, "_ENGINES", {})
-    monkeypatch.setattr(engine_mod, "_EMBEDDER", None)
+    monkeypatch.setattr(engine_mod, "_EMBEDDERS", {})
     kwargs = dict(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
     with pytest.raises(InputError, match="empty"):
         getattr(qa, call)("  ", **kwargs)
     with pytest.raises(InputError, match="'five'"):
         getattr(qa, call)("Who plays Irving?", k="five", **kwargs)
-    assert engine_mod._EMBEDDER is None, "the model was not loaded"
+    assert engine_mod._EMBEDDERS == {}, "the model was not loaded"
     assert not (tmp_path / "index").exists()
 
 

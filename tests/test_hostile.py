@@ -371,7 +371,6 @@ def patched_defaults(base, corpus):
     fake = FakeEmbedder()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(engine_mod, "default_embedder", lambda settings=None: fake)
-        mp.setattr(engine_mod, "_EMBEDDER", fake, raising=False)
         mp.setattr(engine_mod, "_ENGINES", {})
         for name in list(os.environ):
             if name.startswith("QA_"):

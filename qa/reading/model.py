@@ -16,13 +16,13 @@ oneDNN settings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, show_path
+from ..files import sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "reader.safetensors"
@@ -98,14 +98,6 @@ def shipped_state(network) -> dict[str, Any]:
         for k, v in network.state_dict().items()
         if k.removeprefix("encoder.") not in FROZEN
     }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_weights(network, folder: Path, card: dict[str, Any], onnx: bool = True) -> Path:
@@ -214,15 +206,11 @@ def export_onnx(network, path: Path) -> Path:
 
 
 def load_word_embeddings(model_path: str | Path | None = None):
-    """The packaged model's word-embedding matrix as a float32 numpy array (vocabulary x 384)."""
-    from safetensors import safe_open
+    """The packaged model's word-embedding matrix as a float32 numpy array (vocabulary x 384),
+    the one copy the process shares with the onnx embedder."""
+    from ..embedders.onnx import word_embeddings
 
-    path = Path(model_path or packaged_model_path()) / "model.safetensors"
-    with safe_open(str(path), framework="np") as f:
-        for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-            if key.removeprefix("bert.").removeprefix("encoder.") == FROZEN[0]:
-                return f.get_tensor(key).astype("float32")
-    raise ModelError(f"no word embeddings in {show_path(path)}")
+    return word_embeddings(model_path)
 
 
 def load_onnx(folder: Path = WEIGHTS_DIR, threads: int = 1):

@@ -1,0 +1,1 @@
+"""Embedder implementations beside the sentence-transformers reference (``qa.embedding``)."""
