@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     ix = sub.add_parser("index", help="build or update the index (only new or changed files are embedded)")
     ix.add_argument("--force", action="store_true", help="rebuild everything from scratch")
     ix.add_argument("--json", action="store_true", help="print the build report as JSON")
+    ix.add_argument(
+        "--verify", action="store_true", help="check every byte of the index against its sha256 (builds nothing)"
+    )
 
     ask = sub.add_parser("ask", help="answer a question with quotes and citations")
     ask.add_argument("question", help="the question (use quotes)")
@@ -145,15 +148,26 @@ def _run(args: argparse.Namespace) -> int:
     from . import engine as engine_mod
 
     eng = engine_mod.get_engine(args.corpus, args.index)
+    if args.command == "index" and args.verify:
+        done = eng.verify_index()
+        print(
+            f"index {eng.settings.index_dir}: verified {done['files']} files ({done['bytes'] / 1e6:,.1f} MB) of "
+            f"{done['segments']} segment(s), {done['chunks']} chunks, in {done['seconds']:.1f}s: all match their sha256"
+        )
+        return 0
     if args.command == "index":
-        report = eng.build_index(force=args.force)
+        report = eng.build_index(force=args.force, load=False)
         if args.json:
             print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         else:
             print(
                 f"index {report.index_dir}: {report.documents} articles, {report.chunks} chunks; "
                 f"added {len(report.added)}, updated {len(report.updated)}, removed {len(report.removed)}, "
-                f"unchanged {len(report.unchanged)}; embedded {report.embedded_chunks} chunks in {report.seconds:.1f}s"
+                f"unchanged {len(report.unchanged)}; embedded {report.embedded_chunks} chunks in {report.seconds:.1f}s; "
+                f"{report.segments} segment{'s' if report.segments != 1 else ''}, search: "
+                + {"flat": "exact (flat)", "hnsw": "HNSW", "flat+hnsw": "HNSW and exact"}.get(
+                    report.dense, report.dense
+                )
             )
             if report.rebuilt:
                 print(f"rebuilt from scratch: {report.rebuilt}")

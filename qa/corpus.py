@@ -19,8 +19,10 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import CorpusError, InputError, shorten, show_path
 from .types import Document
@@ -241,9 +243,21 @@ def load_corpus(corpus_dir: str | Path, max_file_bytes: int = 5_000_000) -> tupl
     with a warning (see ``scan_corpus``). Raises InputError for an empty path, CorpusError when
     the folder is missing, unreadable or holds no readable article.
     """
+    docs, _, skipped, _ = scan_documents(corpus_dir, max_file_bytes)
+    return [d for d, _ in docs], skipped
+
+
+def scan_documents(
+    corpus_dir: str | Path, max_file_bytes: int = 5_000_000, known: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[list[tuple[Document, tuple[int, int]]], set[str], list[Skipped], list[str]]:
+    """Like ``load_corpus``, with each document's (size, mtime_ns); a file whose size and
+    ``mtime_ns`` are those ``known`` records for it is not read at all: its source is in the
+    returned set (an index of 200,000 articles is brought up to date without reading them).
+    The last item is every source read or recognised, in corpus order."""
     if str(corpus_dir) == "":
         raise InputError("corpus folder is an empty path. Name a folder of .txt or .md articles.")
     folder = Path(corpus_dir)
+    known = known or {}
     try:
         sources, skipped = scan_corpus(folder)
     except FileNotFoundError:
@@ -258,10 +272,20 @@ def load_corpus(corpus_dir: str | Path, max_file_bytes: int = 5_000_000) -> tupl
         raise CorpusError(f"corpus folder {show_path(folder)} cannot be read: {shorten(e.strerror or e)}") from None
     for s in skipped:
         log.warning("skipping corpus entry %s: %s", s.source, s.reason)
-    docs: list[Document] = []
+    docs: list[tuple[Document, tuple[int, int]]] = []
+    same: set[str] = set()
+    order: list[str] = []
     for source in sources:
         try:
-            docs.append(parse_document(source, read_corpus_file(folder, source, max_file_bytes)))
+            info = os.stat(folder / source, follow_symlinks=False)
+            seen = known.get(source)
+            if seen is not None and seen.get("size") == info.st_size and seen.get("mtime_ns") == info.st_mtime_ns:
+                same.add(source)
+                order.append(source)
+                continue
+            doc = parse_document(source, read_corpus_file(folder, source, max_file_bytes))
+            docs.append((doc, (info.st_size, info.st_mtime_ns)))
+            order.append(source)
         except OSError as e:
             skipped.append(Skipped(source, f"cannot be read: {e.strerror or e}"))
             log.warning("skipping corpus file %s: %s", source, skipped[-1].reason)
@@ -269,8 +293,8 @@ def load_corpus(corpus_dir: str | Path, max_file_bytes: int = 5_000_000) -> tupl
             skipped.append(Skipped(source, str(e)))
             log.warning("skipping corpus file %s: %s", source, e)
     skipped.sort(key=lambda s: s.source)
-    if not docs:
+    if not docs and not same:
         detail = f"; skipped: {', '.join(shorten(s, 60) for s in skipped[:3])}" if skipped else ""
         detail += f" and {len(skipped) - 3:,} more" if len(skipped) > 3 else ""
         raise CorpusError(f"corpus folder {show_path(folder)} has no readable .txt or .md article{detail}")
-    return docs, skipped
+    return docs, same, skipped, order

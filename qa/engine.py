@@ -72,15 +72,22 @@ class Engine:
 
     # ------------------------------------------------------------ index
 
-    def build_index(self, *, force: bool = False) -> BuildReport:
-        """Bring the index up to date (incremental) and load it."""
+    def build_index(self, *, force: bool = False, load: bool = True) -> BuildReport:
+        """Bring the index up to date (incremental) and, unless ``load`` is False, load it: only
+        once, and only its new segments when it was loaded before."""
         with self._lock:
             report = index_mod.build_index(self.settings, self.embedder, force=force)
-            if report.changed or self._index is None:
-                self._index = index_mod.load_index(self.settings.index_path, self.settings, self.embedder)
+            if load and (report.changed or self._index is None):
+                self._index = index_mod.load_index(
+                    self.settings.index_path, self.settings, self.embedder, reuse=None if force else self._index
+                )
             if report.embedded_chunks:
                 release_memory()
             return report
+
+    def verify_index(self) -> dict:
+        """Check every byte of the index against its sha256 (IndexCorruptError naming the first bad file)."""
+        return index_mod.verify_index(self.settings.index_path, self.settings, self.embedder)
 
     @property
     def index(self) -> index_mod.Index:

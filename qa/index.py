@@ -1,26 +1,40 @@
-"""Build, update, save and load the index: FAISS + BM25 + chunk table + manifest.
+"""Build, update, save and load the index: segments of FAISS + BM25 + chunk table, and a manifest.
 
 Layout of ``index/``::
 
     CURRENT                 "<version folder> <sha256 of its manifest.json>" (replaced atomically)
     v-<time>-<pid>/         one complete version
         manifest.json       format version, model id, dimension, chunking settings, per-file
-                            content hashes, and the sha256 of every other file here
-        chunks.jsonl        one chunk per line: source, start, end, text, sentence spans
-        dense.faiss         IndexFlatIP over normalized chunk vectors (row i = chunk i)
-        sentences.npy       normalized sentence vectors, chunk by chunk, sentence by sentence
-        terms.json          document frequency of each stemmed term (for answer scoring)
-        bm25/               bm25s index over the same chunks
+                            content hashes, sizes and stat data, the segments, and the sha256
+                            and size of every other file here
+        s-000001/           a segment: the chunks of some documents, never changed once written
+            chunks.jsonl    one chunk per line: source, start, end, text, sentence spans
+            dense.faiss     exact IndexFlatIP, or HNSW (M=32) from ``hnsw_min_chunks`` chunks
+            sentences.npy   normalized sentence vectors (float16), chunk by chunk
+            terms.json      document frequency of each stemmed term in the segment
+            bm25/           bm25s index over the segment's chunks
+        s-000002/ ...
     .lock                   held while a build runs
 
-A build writes a new version folder and only then points CURRENT at it, so a build killed at
-any moment leaves the previous version loadable. Unchanged files (same sha256) reuse their
-chunks and vectors: nothing is embedded twice.
+Incremental builds cost what changed: new and changed articles become one new segment; the
+segments of the previous version are hard-linked into the new version folder (no copy, no
+re-hash: their checksums are carried over); an article changed or deleted is only marked deleted
+in its old segment (``deleted`` in the manifest) and left out of every search. Small indexes
+(under ``SINGLE_SEGMENT_BELOW`` chunks), more than ``MAX_SEGMENTS`` segments, or a quarter of the
+chunks deleted: everything is merged into one segment again (vectors reused, nothing embedded).
+Term statistics are global: BM25 scores of every segment are rescaled to the idf over all segments.
 
-Integrity: CURRENT holds the manifest's sha256, the manifest holds the sha256 of every other
-file (and must list every one of them), so no file of a version can be altered, dropped or added
-without the load noticing (IndexCorruptError; the next build rebuilds). Problems with the folder
-itself (a file in its place, a missing parent, no permission, a full disk) are IndexFolderError.
+A build writes a new version folder and only then points CURRENT at it, so a build killed at
+any moment leaves the previous version loadable. Unchanged files (same size and mtime, or same
+sha256) reuse their chunks and vectors: nothing is embedded twice.
+
+Integrity: CURRENT holds the manifest's sha256, the manifest holds the sha256 and size of every
+other file (and must list every one of them), so no file of a version can be dropped or added
+without the load noticing (IndexCorruptError; the next build rebuilds). Every file is checked
+against its sha256 at load when the index is at most ``verify_max_bytes`` (default 256 MB);
+above that, by size at load and in full by ``python -m qa index --verify``. Problems with the
+folder itself (a file in its place, a missing parent, no permission, a full disk) are
+IndexFolderError.
 """
 
 from __future__ import annotations
@@ -29,8 +43,10 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -47,7 +63,7 @@ import numpy as np
 
 from . import lexical
 from .chunking import MAX_CHARS_PER_TOKEN, chunk_document
-from .corpus import load_corpus, read_corpus_file, read_regular_file
+from .corpus import read_corpus_file, read_regular_file, scan_documents
 from .embedding import Embedder
 from .errors import IndexCorruptError, IndexFolderError, IndexStaleError, InputError, shorten, show_path
 from .files import sha256_file
@@ -56,14 +72,20 @@ from .types import BuildReport, Chunk, Document, Span
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: CURRENT holds the manifest's sha256; chunks bounded in characters
+FORMAT_VERSION = 3  # 3: segments, float16 sentence vectors, sizes and stat data in the manifest
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-# Files every version holds besides the manifest (and bm25s's files under bm25/); the manifest's
-# checksums must list each of them, and every file present.
-REQUIRED_FILES = ("chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json")
+# Files every segment holds (and bm25s's files under bm25/); the manifest's checksums must list
+# each of them, and every file present.
+SEGMENT_FILES = ("chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json")
+REQUIRED_FILES = SEGMENT_FILES  # per segment
 BM25_DIR = "bm25"
+SINGLE_SEGMENT_BELOW = 5_000  # chunks: a smaller index is always rewritten as one segment (about 2 s)
+MAX_SEGMENTS = 8
+MAX_DELETED_SHARE = 0.25
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
 # bm25s cannot index a corpus without a single term (only stop words, only words over
 # lexical.MAX_WORD_CHARS): it then gets this one, which no query can hold (the tokenizer never
 # yields a NUL), so BM25 finds nothing, as it should.
@@ -71,41 +93,180 @@ NO_TERMS = "\x00"
 _MAX_POINTER_BYTES = 4096
 _MAX_INDEX_FILE_BYTES = 1 << 40  # index files are read whole; this only keeps read_regular_file's contract
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
+_SEGMENT_NAME = re.compile(r"\As-[0-9]{6}\Z")
+RACY_SECONDS = 2.0  # a file modified this close to the build that indexed it is read again
+
+
+@dataclass
+class Segment:
+    """One immutable segment, loaded."""
+
+    name: str
+    chunks: list[Chunk]
+    dense: Any  # faiss.Index
+    bm25: Any  # bm25s.BM25
+    sentence_vectors: np.ndarray  # float16 (memory-mapped when the index was not read whole)
+    sentence_rows: np.ndarray  # first row in sentence_vectors of each chunk's sentences (+ the total)
+    n: int  # chunks its term statistics count (deleted ones included, as in Lucene)
+    df: dict[str, int]
+    deleted: frozenset[str] = frozenset()
+    checksums: dict[str, str] = field(default_factory=dict)  # rel (inside the segment) -> sha256
+    live: np.ndarray = field(init=False)  # bool per chunk
+    n_deleted: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.deleted:
+            self.live = np.array([c.source not in self.deleted for c in self.chunks], dtype=bool)
+        else:
+            self.live = np.ones(len(self.chunks), dtype=bool)
+        self.n_deleted = len(self.chunks) - int(self.live.sum())
+
+    def with_deleted(self, deleted: frozenset[str]) -> Segment:
+        return Segment(
+            self.name, self.chunks, self.dense, self.bm25, self.sentence_vectors, self.sentence_rows,
+            self.n, self.df, deleted, self.checksums,
+        )  # fmt: skip
 
 
 @dataclass
 class Index:
-    """A loaded index, held in memory."""
+    """A loaded index, held in memory: its segments, and a global row numbering over them
+    (segment after segment). Rows of deleted chunks stay in ``chunks`` but are never found."""
 
     path: Path
     manifest: dict[str, Any]
-    chunks: list[Chunk]
-    dense: Any  # faiss.Index
-    bm25: Any  # bm25s.BM25
-    sentence_vectors: np.ndarray
-    sentence_rows: list[int]  # first row in sentence_vectors of each chunk's sentences
-    df: dict[str, int]
+    segments: list[Segment]
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chunks: list[Chunk] = field(init=False)
+    offsets: list[int] = field(init=False)  # first global row of each segment
+    live: np.ndarray = field(init=False)  # bool per global row
+    df: dict[str, int] = field(init=False)  # document frequency over all segments
+    n_stats: int = field(init=False)  # chunks the term statistics count
+
+    def __post_init__(self) -> None:
+        self.chunks, self.offsets = [], []
+        for seg in self.segments:
+            self.offsets.append(len(self.chunks))
+            self.chunks.extend(seg.chunks)
+        self.live = np.concatenate([s.live for s in self.segments]) if self.segments else np.zeros(0, bool)
+        if len(self.segments) == 1:
+            self.df = self.segments[0].df
+        else:
+            df: Counter[str] = Counter()
+            for seg in self.segments:
+                df.update(seg.df)
+            self.df = dict(df)
+        self.n_stats = sum(s.n for s in self.segments)
+        self._segment_of = np.repeat(np.arange(len(self.segments)), [len(s.chunks) for s in self.segments])
 
     @property
     def n_chunks(self) -> int:
-        return len(self.chunks)
+        """Chunks that can be found (deleted ones left out)."""
+        return int(self.live.sum())
 
-    def chunk_vectors(self, rows: list[int] | None = None) -> np.ndarray:
-        if rows is None:
-            return self.dense.reconstruct_n(0, self.dense.ntotal)
+    def _locate(self, row: int) -> tuple[Segment, int]:
+        k = int(self._segment_of[row])
+        return self.segments[k], row - self.offsets[k]
+
+    def is_live(self, row: int) -> bool:
+        return 0 <= row < len(self.chunks) and bool(self.live[row])
+
+    def same_document_before(self, row: int) -> bool:
+        """Whether row - 1 is the chunk before this one in the same article (and segment)."""
+        if row <= 0 or not self.is_live(row - 1):
+            return False
         return (
-            np.stack([self.dense.reconstruct(int(r)) for r in rows])
-            if rows
-            else np.zeros((0, self.dense.d), np.float32)
+            self._segment_of[row - 1] == self._segment_of[row]
+            and self.chunks[row - 1].source == self.chunks[row].source
         )
 
-    def sentence_block(self, chunk_id: int) -> np.ndarray:
-        first = self.sentence_rows[chunk_id]
-        return self.sentence_vectors[first : first + len(self.chunks[chunk_id].sentences)]
+    def live_chunks(self) -> Iterator[tuple[int, Chunk]]:
+        for row in np.flatnonzero(self.live):
+            yield int(row), self.chunks[row]
+
+    def chunk_vector(self, row: int) -> np.ndarray:
+        seg, local = self._locate(row)
+        return seg.dense.reconstruct(local)
+
+    def chunk_vectors(self, rows: list[int] | None = None) -> np.ndarray:
+        """Vectors of the given global rows (all rows, deleted ones included, when None)."""
+        if rows is None:
+            parts = [s.dense.reconstruct_n(0, s.dense.ntotal) for s in self.segments if s.dense.ntotal]
+            return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+        if not rows:
+            return np.zeros((0, self.dimension), np.float32)
+        return np.stack([self.chunk_vector(int(r)) for r in rows])
+
+    @property
+    def dimension(self) -> int:
+        return int(self.manifest.get("dimension", 0))
+
+    @property
+    def sentence_vectors(self) -> np.ndarray:
+        """Every sentence vector of every segment, as float32 (for checks and merges)."""
+        parts = [np.asarray(s.sentence_vectors, dtype=np.float32) for s in self.segments]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def sentence_block(self, row: int) -> np.ndarray:
+        """The sentence vectors of one chunk, as float32."""
+        seg, local = self._locate(row)
+        a, b = int(seg.sentence_rows[local]), int(seg.sentence_rows[local + 1])
+        return np.asarray(seg.sentence_vectors[a:b], dtype=np.float32)
 
     def document(self, source: str) -> dict[str, Any]:
         return self.documents[source]
+
+    # ------------------------------------------------------------ search
+
+    def dense_search(self, query_vector: np.ndarray, n: int, ef_search: int = 128) -> dict[int, float]:
+        """Global row -> inner product, for the ``n`` nearest live chunks over all segments."""
+        import faiss
+
+        q = np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32)
+        found: dict[int, float] = {}
+        for seg, offset in zip(self.segments, self.offsets, strict=True):
+            total = seg.dense.ntotal
+            want = min(total, n + seg.n_deleted)
+            if want <= 0:
+                continue
+            if isinstance(seg.dense, faiss.IndexHNSW):
+                params = faiss.SearchParametersHNSW(efSearch=max(ef_search, want))
+                scores, rows = seg.dense.search(q, want, params=params)
+            else:
+                scores, rows = seg.dense.search(q, want)
+            for r, score in zip(rows[0], scores[0], strict=True):
+                if r >= 0 and (not seg.deleted or seg.chunks[r].source not in seg.deleted):
+                    found[offset + int(r)] = float(score)
+        if len(found) > n:
+            keep = sorted(found, key=lambda r: (-found[r], r))[:n]
+            found = {r: found[r] for r in keep}
+        return found
+
+    def bm25_scores(self, terms: list[str]) -> np.ndarray:
+        """BM25 score of every global row for the query terms (zeros when no term is known, and
+        for deleted rows). With several segments each term's scores are rescaled from the
+        segment's idf to the idf over all segments."""
+        out = np.zeros(len(self.chunks), dtype=np.float32)
+        if len(self.segments) == 1:
+            seg = self.segments[0]
+            known = [t for t in terms if t in seg.bm25.vocab_dict]
+            if known:
+                out[:] = np.asarray(seg.bm25.get_scores(known), dtype=np.float32)
+        else:
+            for seg, offset in zip(self.segments, self.offsets, strict=True):
+                for t in terms:
+                    if t not in seg.bm25.vocab_dict:
+                        continue
+                    ratio = _idf(self.n_stats, self.df.get(t, 0)) / _idf(seg.n, seg.df.get(t, 0))
+                    out[offset : offset + len(seg.chunks)] += ratio * np.asarray(seg.bm25.get_scores([t]), np.float32)
+        if not self.live.all():
+            out[~self.live] = 0.0
+        return out
+
+
+def _idf(n: int, df: int) -> float:
+    """BM25's idf, as bm25s ('lucene') computes it."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
 # ---------------------------------------------------------------- loading
@@ -179,31 +340,77 @@ def read_manifest(folder: Path, sha256: str | None = None) -> dict[str, Any]:
         or not isinstance(manifest.get("documents"), dict)
     ):
         raise IndexCorruptError(f"index manifest {show_path(path)} lacks format_version, checksums or documents")
+    if manifest.get("format_version") == FORMAT_VERSION and (
+        not isinstance(manifest.get("segments"), list) or not isinstance(manifest.get("sizes"), dict)
+    ):
+        raise IndexCorruptError(f"index manifest {show_path(path)} lacks segments or sizes")
     return manifest
 
 
-def _check_listing(folder: Path, checksums: dict[str, Any]) -> None:
-    """Every file the version needs is listed in the manifest's checksums, and every file there is."""
-    manifest = folder / MANIFEST
-    for rel in REQUIRED_FILES:
-        if rel not in checksums:
-            raise IndexCorruptError(f"index manifest {show_path(manifest)} lacks a checksum for {rel}")
-    if not any(rel.startswith(BM25_DIR + "/") for rel in checksums):
-        raise IndexCorruptError(f"index manifest {show_path(manifest)} lacks checksums for the {BM25_DIR}/ files")
+def _check_listing(folder: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every file the version needs is listed in the manifest's checksums and sizes, and every
+    file there is. Returns the manifest's segment entries, checked."""
+    path = folder / MANIFEST
+    checksums, sizes = manifest["checksums"], manifest["sizes"]
+    segments = manifest["segments"]
+    names = []
+    for entry in segments:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not _SEGMENT_NAME.match(name) or name in names:
+            raise IndexCorruptError(
+                f"index manifest {show_path(path)} has a bad segment entry {shorten(repr(entry), 60)}"
+            )
+        if not isinstance(entry.get("deleted", []), list) or not isinstance(entry.get("n"), int):
+            raise IndexCorruptError(f"index manifest {show_path(path)} has a bad segment entry for {name}")
+        names.append(name)
+        for rel in SEGMENT_FILES:
+            if f"{name}/{rel}" not in checksums:
+                raise IndexCorruptError(f"index manifest {show_path(path)} lacks a checksum for {name}/{rel}")
+        if not any(rel.startswith(f"{name}/{BM25_DIR}/") for rel in checksums):
+            raise IndexCorruptError(
+                f"index manifest {show_path(path)} lacks checksums for the {name}/{BM25_DIR}/ files"
+            )
+    for rel, want in checksums.items():
+        if (
+            not isinstance(want, str)
+            or not _SHA256.match(want)
+            or rel.startswith("/")
+            or ".." in rel.split("/")
+            or rel.split("/")[0] not in names
+            or not isinstance(sizes.get(rel), int)
+        ):
+            raise IndexCorruptError(
+                f"index manifest {show_path(path)} has a bad checksum entry for {show_path(rel, 60)}"
+            )
     try:
         present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
     except OSError as e:
         raise IndexCorruptError(f"index in {show_path(folder)} cannot be listed: {_reason(e)}") from e
     for rel in sorted(present - set(checksums) - {MANIFEST}):
         raise IndexCorruptError(f"index file {show_path(folder / rel)} is not listed in the manifest's checksums")
+    for rel in sorted(set(checksums) - present):
+        raise IndexCorruptError(f"index file {show_path(folder / rel)} is missing")
+    return segments
 
 
-def _verified_bytes(folder: Path, rel: str, want: Any) -> bytes:
+def _checked_size(folder: Path, rel: str, want: int) -> None:
     path = folder / rel
-    if not isinstance(want, str) or not _SHA256.match(want) or rel.startswith("/") or ".." in rel.split("/"):
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        raise IndexCorruptError(f"index file {show_path(path)} is missing") from None
+    except OSError as e:
+        raise IndexCorruptError(f"index file {show_path(path)} is unreadable: {_reason(e)}") from e
+    if not stat.S_ISREG(info.st_mode):
+        raise IndexCorruptError(f"index file {show_path(path)} is not a regular file")
+    if info.st_size != want:
         raise IndexCorruptError(
-            f"index manifest {show_path(folder / MANIFEST)} has a bad checksum entry for {show_path(rel, 60)}"
+            f"index file {show_path(path)} has {info.st_size:,} bytes, the manifest says {want:,} (corrupt or half-written)"
         )
+
+
+def _verified_bytes(folder: Path, rel: str, want: str) -> bytes:
+    path = folder / rel
     try:
         data = read_regular_file(path, _MAX_INDEX_FILE_BYTES)
     except FileNotFoundError:
@@ -239,18 +446,23 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, embedder: Emb
 
 
 def load_index(
-    index_dir: str | Path, settings: Settings | None = None, embedder: Embedder | None = None
+    index_dir: str | Path,
+    settings: Settings | None = None,
+    embedder: Embedder | None = None,
+    *,
+    verify: bool | None = None,
+    reuse: Index | None = None,
 ) -> Index | None:
-    """The live index, verified against its checksums; None if there is none.
+    """The live index; None if there is none.
 
-    Raises IndexCorruptError when any file is missing, altered, unlisted or unreadable (the
-    manifest is checked against the sha256 in CURRENT, every other file against the manifest),
-    and IndexStaleError (when settings and embedder are given) when it was built differently.
+    The manifest is checked against the sha256 in CURRENT, the listing against the manifest;
+    every file against its sha256 when ``verify`` is True, or when None (the default) and the
+    index is at most ``settings.verify_max_bytes``; else by size. Segments already loaded in
+    ``reuse`` (same name, same checksums) are taken from it, not read again.
+
+    Raises IndexCorruptError when any file is missing, altered, unlisted or unreadable, and
+    IndexStaleError (when settings and embedder are given) when it was built differently.
     """
-    import io
-
-    import faiss
-
     index_dir = Path(index_dir)
     pointer = read_pointer(index_dir)
     if pointer is None:
@@ -259,53 +471,81 @@ def load_index(
     manifest = read_manifest(folder, manifest_sha256)
     if settings is not None and embedder is not None:
         check_compatible(manifest, settings, embedder)
-    _check_listing(folder, manifest["checksums"])
-    # Each file is parsed from the very bytes whose checksum was verified (bm25s reads its own).
-    data = {rel: _verified_bytes(folder, rel, want) for rel, want in manifest["checksums"].items()}
+    elif manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexStaleError(
+            f"index was built with format_version={manifest.get('format_version')!r}, now {FORMAT_VERSION}"
+        )
+    entries = _check_listing(folder, manifest)
+    if verify is None:
+        limit = settings.verify_max_bytes if settings is not None else Settings.verify_max_bytes
+        verify = sum(manifest["sizes"].values()) <= limit
+    known = {s.name: s for s in reuse.segments} if reuse is not None else {}
+    segments = []
+    for entry in entries:
+        name = entry["name"]
+        mine = {rel[len(name) + 1 :]: sha for rel, sha in manifest["checksums"].items() if rel.startswith(name + "/")}
+        deleted = frozenset(entry.get("deleted", []))
+        old = known.get(name)
+        if old is not None and old.checksums == mine:
+            segments.append(old.with_deleted(deleted))
+        else:
+            segments.append(_load_segment(folder, name, entry, mine, manifest["sizes"], verify, deleted))
+    return Index(path=folder, manifest=manifest, segments=segments, documents=manifest["documents"])
+
+
+def _load_segment(
+    folder: Path, name: str, entry: dict, checksums: dict[str, str], sizes: dict[str, int], verify: bool, deleted
+) -> Segment:
+    import faiss
+
+    base = folder / name
+    data: dict[str, bytes] = {}
+    for rel, want in checksums.items():
+        if verify:
+            data[rel] = _verified_bytes(base, rel, want)
+        else:
+            _checked_size(folder, f"{name}/{rel}", sizes[f"{name}/{rel}"])
     try:
+
+        def raw(rel: str) -> bytes:
+            return data[rel] if rel in data else read_regular_file(base / rel, _MAX_INDEX_FILE_BYTES)
+
         chunks: list[Chunk] = []
         # split("\n"), not splitlines(): the JSON keeps U+2028 and U+0085 of the text unescaped
-        for line in data["chunks.jsonl"].decode("utf-8").split("\n"):
+        for line in raw("chunks.jsonl").decode("utf-8").split("\n"):
             if not line:
                 continue
             row = json.loads(line)
             chunks.append(
                 Chunk(
-                    row["source"],
-                    row["start"],
-                    row["end"],
-                    row["text"],
-                    tuple(Span(s, e) for s, e in row["sentences"]),
+                    row["source"], row["start"], row["end"], row["text"], tuple(Span(s, e) for s, e in row["sentences"])
                 )
             )
-        dense = faiss.deserialize_index(np.frombuffer(data["dense.faiss"], dtype=np.uint8))
-        sentence_vectors = np.load(io.BytesIO(data["sentences.npy"]), allow_pickle=False)
-        terms = json.loads(data["terms.json"].decode("utf-8"))
-        bm25 = _load_bm25(folder / BM25_DIR)
+        if "dense.faiss" in data:
+            dense = faiss.deserialize_index(np.frombuffer(data["dense.faiss"], dtype=np.uint8))
+        else:
+            dense = faiss.read_index(str(base / "dense.faiss"))
+        if "sentences.npy" in data:
+            sentence_vectors = np.load(io.BytesIO(data["sentences.npy"]), allow_pickle=False)
+        else:  # memory-mapped: only the blocks of the passages read are ever in memory
+            sentence_vectors = np.load(base / "sentences.npy", mmap_mode="r", allow_pickle=False)
+        terms = json.loads(raw("terms.json").decode("utf-8"))
+        bm25 = _load_bm25(base / BM25_DIR, mmap=not verify)
+    except IndexCorruptError:
+        raise
     except Exception as e:  # noqa: BLE001 - whatever broke, the index is not usable
         raise IndexCorruptError(
-            f"index in {show_path(folder)} could not be read: {type(e).__name__}: {shorten(e, 100)}"
+            f"index segment {show_path(base)} could not be read: {type(e).__name__}: {shorten(e, 100)}"
         ) from e
-    rows, n = [], 0
-    for c in chunks:
-        rows.append(n)
-        n += len(c.sentences)
-    if dense.ntotal != len(chunks) or sentence_vectors.shape[0] != n:
+    rows = np.zeros(len(chunks) + 1, dtype=np.int64)
+    if chunks:
+        rows[1:] = np.cumsum([len(c.sentences) for c in chunks])
+    if dense.ntotal != len(chunks) or sentence_vectors.shape[0] != rows[-1] or entry.get("n") != terms.get("n"):
         raise IndexCorruptError(
-            f"index in {show_path(folder)} is inconsistent: {len(chunks)} chunks, {dense.ntotal} vectors, "
-            f"{sentence_vectors.shape[0]} sentence vectors for {n} sentences"
+            f"index segment {show_path(base)} is inconsistent: {len(chunks)} chunks, {dense.ntotal} vectors, "
+            f"{sentence_vectors.shape[0]} sentence vectors for {int(rows[-1])} sentences"
         )
-    return Index(
-        path=folder,
-        manifest=manifest,
-        chunks=chunks,
-        dense=dense,
-        bm25=bm25,
-        sentence_vectors=sentence_vectors,
-        sentence_rows=rows,
-        df=terms["df"],
-        documents=manifest["documents"],
-    )
+    return Segment(name, chunks, dense, bm25, sentence_vectors, rows, int(terms["n"]), terms["df"], deleted, checksums)
 
 
 def _bm25s():
@@ -319,18 +559,30 @@ def _bm25s():
     return bm25s
 
 
-def _load_bm25(folder: Path):
-    return _bm25s().BM25.load(str(folder), show_progress=False, verbosity=0)
+def _load_bm25(folder: Path, mmap: bool = False):
+    return _bm25s().BM25.load(str(folder), show_progress=False, verbosity=0, mmap=mmap)
 
 
 # ---------------------------------------------------------------- building
 
 
+@dataclass
+class _Plan:
+    docs: list[str]  # every source of the corpus, in order
+    fresh: list[Document]  # added or changed: to chunk and embed
+    meta: dict[str, dict[str, Any]]  # source -> manifest entry (for fresh ones: filled after chunking)
+    added: list[str]
+    updated: list[str]
+    removed: list[str]
+    unchanged: list[str]
+
+
 def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) -> BuildReport:
     """Bring the index in ``settings.index_dir`` up to date with ``settings.corpus_dir``.
 
-    Incremental: only new or changed files are chunked and embedded; deleted ones are dropped.
-    A stale or corrupt index is rebuilt from scratch (the reason is in the report).
+    Incremental: only new or changed files are read, chunked and embedded (a file whose size and
+    modification time are those recorded is not even read); deleted ones are dropped. A stale or
+    corrupt index is rebuilt from scratch (the reason is in the report).
     """
     t0 = time.perf_counter()
     for name in ("corpus_dir", "index_dir"):
@@ -344,111 +596,68 @@ def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) 
     index_dir = settings.index_path
     _make_folder(index_dir)
     with _build_lock(index_dir):
-        docs, skipped = load_corpus(settings.corpus_path, settings.max_file_bytes)
-        previous, rebuilt = None, ""
-        if force:
-            rebuilt = "forced"
-        else:
+        previous: dict[str, Any] | None = None
+        previous_folder: Path | None = None
+        rebuilt = "forced" if force else ""
+        if not force:
             try:
-                previous = load_index(index_dir, settings, embedder)
+                pointer = read_pointer(index_dir)
+                if pointer is not None:
+                    previous_folder, digest = pointer
+                    previous = read_manifest(previous_folder, digest)
+                    check_compatible(previous, settings, embedder)
+                    _check_listing(previous_folder, previous)
+                    # the segments kept are linked, not reread: checked as a load would check them
+                    full = sum(previous["sizes"].values()) <= settings.verify_max_bytes
+                    for rel, size in previous["sizes"].items():
+                        if full:
+                            _verified_bytes(previous_folder, rel, previous["checksums"][rel])
+                        else:
+                            _checked_size(previous_folder, rel, size)
             except IndexStaleError as e:
-                rebuilt = f"stale: {e}"
+                rebuilt, previous = f"stale: {e}", None
             except IndexCorruptError as e:
-                rebuilt = f"corrupt: {e}"
+                rebuilt, previous = f"corrupt: {e}", None
             if rebuilt:
                 log.warning("rebuilding the index: %s", rebuilt)
-
-        old_docs = previous.documents if previous else {}
-        by_source: dict[str, list[int]] = {}
-        if previous:
-            for i, c in enumerate(previous.chunks):
-                by_source.setdefault(c.source, []).append(i)
-
-        added, updated, unchanged = [], [], []
-        for d in docs:
-            if d.source not in old_docs:
-                added.append(d.source)
-            elif old_docs[d.source]["sha256"] != d.sha256:
-                updated.append(d.source)
-            else:
-                unchanged.append(d.source)
-        current = {d.source for d in docs}
-        removed = sorted(s for s in old_docs if s not in current)
+        plan, skipped = _plan(settings, previous)
         report_base = dict(
             index_dir=str(index_dir),
-            added=added,
-            updated=updated,
-            removed=removed,
-            unchanged=unchanged,
+            added=plan.added,
+            updated=plan.updated,
+            removed=plan.removed,
+            unchanged=plan.unchanged,
             skipped=[str(s) for s in skipped],
             rebuilt=rebuilt,
         )
-        if previous and not (added or updated or removed):
+        if previous is not None and not (plan.added or plan.updated or plan.removed):
+            if any(previous["documents"][s] != plan.meta[s] for s in plan.unchanged):
+                _write_manifest_only(index_dir, previous_folder, previous, plan)  # stat data refreshed
             return BuildReport(
-                documents=len(docs), chunks=previous.n_chunks, seconds=time.perf_counter() - t0, **report_base
+                documents=len(plan.docs),
+                chunks=int(previous["counts"]["chunks"]),
+                seconds=time.perf_counter() - t0,
+                **report_base,
+                **_shape(previous),
             )
-
-        # Chunk and embed what is new; reuse what is not.
-        fresh = [d for d in docs if d.source in set(added) | set(updated)]
-        new_chunks = {
-            d.source: chunk_document(
+        new_chunks: list[Chunk] = []
+        for d in plan.fresh:
+            cs = chunk_document(
                 d,
                 embedder.count_tokens,
                 settings.chunk_max_tokens,
                 settings.chunk_overlap_sentences,
                 max_chars=settings.chunk_max_tokens * MAX_CHARS_PER_TOKEN,
             )
-            for d in fresh
-        }
-        flat_new = [c for d in fresh for c in new_chunks[d.source]]
-        chunk_vecs_new = embedder.embed([c.text for c in flat_new], progress=True)
-        sent_texts = [c.text[s.start - c.start : s.end - c.start] for c in flat_new for s in c.sentences]
-        sent_vecs_new = embedder.embed(sent_texts, progress=True)
-
-        chunks: list[Chunk] = []
-        chunk_vecs: list[np.ndarray] = []
-        sent_vecs: list[np.ndarray] = []
-        new_chunk_row, new_sent_row = 0, 0
-        for d in docs:
-            if d.source in new_chunks:
-                cs = new_chunks[d.source]
-                n_sent = sum(len(c.sentences) for c in cs)
-                chunk_vecs.append(chunk_vecs_new[new_chunk_row : new_chunk_row + len(cs)])
-                sent_vecs.append(sent_vecs_new[new_sent_row : new_sent_row + n_sent])
-                new_chunk_row += len(cs)
-                new_sent_row += n_sent
-            else:
-                rows = by_source.get(d.source, [])
-                cs = [previous.chunks[r] for r in rows]
-                chunk_vecs.append(previous.chunk_vectors(rows))
-                sent_vecs.extend(previous.sentence_block(r) for r in rows)
-            chunks.extend(cs)
-        dim = embedder.dimension
-        all_chunk_vecs = np.concatenate(chunk_vecs) if chunk_vecs else np.zeros((0, dim), np.float32)
-        all_sent_vecs = np.concatenate(sent_vecs) if sent_vecs else np.zeros((0, dim), np.float32)
-        documents = {
-            d.source: {
-                "title": d.title,
-                "date": d.date,
-                "sha256": d.sha256,
-                "body_start": d.body_start,
-                "chars": len(d.text),
-                "chunks": sum(1 for c in chunks if c.source == d.source),
-            }
-            for d in docs
-        }
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "model_id": embedder.model_id,
-            "dimension": dim,
-            "chunking": settings.chunking_fingerprint(),
-            "chunk_max_chars_per_token": MAX_CHARS_PER_TOKEN,
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "documents": documents,
-            "counts": {"documents": len(docs), "chunks": len(chunks), "sentences": int(all_sent_vecs.shape[0])},
-        }
+            plan.meta[d.source]["chunks"] = len(cs)
+            new_chunks.extend(cs)
+        chunk_vecs = embedder.embed([c.text for c in new_chunks], progress=True)
+        sent_texts = [c.text[s.start - c.start : s.end - c.start] for c in new_chunks for s in c.sentences]
+        sent_vecs = embedder.embed(sent_texts, progress=True)
         try:
-            _write_version(index_dir, manifest, chunks, all_chunk_vecs, all_sent_vecs)
+            manifest = _write_version(
+                index_dir, settings, embedder, previous_folder, previous, plan, new_chunks, chunk_vecs, sent_vecs
+            )
         except OSError as e:
             raise IndexFolderError(
                 f"index folder {show_path(index_dir)} cannot be written"
@@ -456,65 +665,320 @@ def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) 
                 + f": {_reason(e)}"
             ) from e
         return BuildReport(
-            documents=len(docs),
-            chunks=len(chunks),
-            embedded_chunks=len(flat_new),
+            documents=len(plan.docs),
+            chunks=int(manifest["counts"]["chunks"]),
+            embedded_chunks=len(new_chunks),
             seconds=time.perf_counter() - t0,
             **report_base,
+            **_shape(manifest),
         )
 
 
-def _write_version(
-    index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_vecs: np.ndarray, sent_vecs: np.ndarray
-) -> Path:
-    import faiss
+def _shape(manifest: dict[str, Any]) -> dict[str, Any]:
+    kinds = sorted({str(s.get("dense", {}).get("type", "flat")) for s in manifest.get("segments", [])})
+    return {"segments": len(manifest.get("segments", [])), "dense": "+".join(kinds)}
 
-    bm25s = _bm25s()
+
+def _plan(settings: Settings, previous: dict[str, Any] | None) -> tuple[_Plan, list]:
+    old = previous["documents"] if previous else {}
+    built_at = previous.get("built_ns", 0) if previous else 0
+    known = {
+        s: m
+        for s, m in old.items()
+        if isinstance(m.get("mtime_ns"), int) and m["mtime_ns"] < built_at - RACY_SECONDS * 1e9
+    }
+    docs, unchanged_stat, skipped, order = scan_documents(settings.corpus_path, settings.max_file_bytes, known)
+    meta: dict[str, dict[str, Any]] = {}
+    added, updated, unchanged, fresh = [], [], [], []
+    by_source = {d.source: (d, st) for d, st in docs}
+    for source in order:
+        if source in unchanged_stat:
+            meta[source] = dict(old[source])
+            unchanged.append(source)
+            continue
+        d, (size, mtime_ns) = by_source[source]
+        entry = {
+            "title": d.title,
+            "date": d.date,
+            "sha256": d.sha256,
+            "body_start": d.body_start,
+            "chars": len(d.text),
+            "size": size,
+            "mtime_ns": mtime_ns,
+        }
+        if source in old and old[source]["sha256"] == d.sha256:
+            meta[source] = dict(old[source], size=size, mtime_ns=mtime_ns)
+            unchanged.append(source)
+        else:
+            meta[source] = dict(entry, chunks=0)
+            fresh.append(d)
+            (updated if source in old else added).append(source)
+    removed = sorted(s for s in old if s not in meta)
+    return _Plan(order, fresh, meta, added, updated, removed, unchanged), skipped
+
+
+def _write_version(
+    index_dir: Path,
+    settings: Settings,
+    embedder: Embedder,
+    previous_folder: Path | None,
+    previous: dict[str, Any] | None,
+    plan: _Plan,
+    new_chunks: list[Chunk],
+    chunk_vecs: np.ndarray,
+    sent_vecs: np.ndarray,
+) -> dict[str, Any]:
+    """Write the new version (old segments linked, new one written, or everything merged into
+    one) and point CURRENT at it; its manifest."""
     name = f"v-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}"
     tmp = index_dir / f".tmp-{name}"
     tmp.mkdir()
     try:
-        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
-            for c in chunks:
-                row = {
-                    "source": c.source,
-                    "start": c.start,
-                    "end": c.end,
-                    "text": c.text,
-                    "sentences": [[s.start, s.end] for s in c.sentences],
-                }
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        dense = faiss.IndexFlatIP(manifest["dimension"])
-        if len(chunk_vecs):
-            dense.add(np.ascontiguousarray(chunk_vecs, dtype=np.float32))
-        faiss.write_index(dense, str(tmp / "dense.faiss"))
-        np.save(tmp / "sentences.npy", np.ascontiguousarray(sent_vecs, dtype=np.float32), allow_pickle=False)
-        tokens = [lexical.tokenize(c.text) for c in chunks]
-        df = Counter(t for toks in tokens for t in set(toks))
-        (tmp / "terms.json").write_text(json.dumps({"n": len(chunks), "df": df}, ensure_ascii=False), encoding="utf-8")
-        bm25 = bm25s.BM25()
-        bm25.index(tokens if any(tokens) else [[NO_TERMS] for _ in tokens], show_progress=False)
-        bm25.save(str(tmp / "bm25"), show_progress=False)
-        manifest = dict(
-            manifest,
-            checksums={p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
+        gone = set(plan.updated) | set(plan.removed)
+        kept: list[dict[str, Any]] = []
+        next_id = previous.get("next_segment", 1) if previous else 1
+        if previous is not None:
+            for entry in previous["segments"]:
+                sources = {s for s, m in previous["documents"].items() if m.get("segment") == entry["name"]}
+                newly = sources & gone
+                deleted = sorted(set(entry.get("deleted", [])) | newly)
+                dropped = int(entry.get("deleted_chunks", 0)) + sum(
+                    int(previous["documents"][s].get("chunks", 0)) for s in newly
+                )
+                if sources - set(deleted):
+                    kept.append(dict(entry, deleted=deleted, deleted_chunks=dropped, sources=sources))
+        live_old = sum(int(e["chunks"]) - int(e["deleted_chunks"]) for e in kept)
+        total_old = sum(int(e["chunks"]) for e in kept)
+        total = live_old + len(new_chunks)
+        merge = (
+            previous is None
+            or total < SINGLE_SEGMENT_BELOW
+            or len(kept) + (1 if new_chunks else 0) > MAX_SEGMENTS
+            or total_old - live_old > MAX_DELETED_SHARE * (total_old + len(new_chunks))
         )
+        checksums: dict[str, str] = {}
+        sizes: dict[str, int] = {}
+        segments: list[dict[str, Any]] = []
+        if merge:
+            chunks, cvecs, svecs = _merged(
+                plan, kept, previous_folder, new_chunks, chunk_vecs, sent_vecs, settings, embedder
+            )
+            seg = f"s-{next_id:06d}"
+            next_id += 1
+            segments.append(_write_segment(tmp / seg, seg, chunks, cvecs, svecs, settings, checksums, sizes))
+            for s in plan.docs:
+                plan.meta[s]["segment"] = seg
+        else:
+            for entry in kept:
+                _link_segment(previous_folder, tmp, entry["name"], previous, checksums, sizes)
+                segments.append({k: v for k, v in entry.items() if k != "sources"})
+                for s in entry["sources"] - set(entry["deleted"]):
+                    plan.meta[s]["segment"] = entry["name"]
+            if new_chunks:
+                seg = f"s-{next_id:06d}"
+                next_id += 1
+                segments.append(
+                    _write_segment(tmp / seg, seg, new_chunks, chunk_vecs, sent_vecs, settings, checksums, sizes)
+                )
+                for d in plan.fresh:
+                    plan.meta[d.source]["segment"] = seg
+        manifest = _manifest(settings, embedder, plan, segments, next_id, checksums, sizes)
         manifest_bytes = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
         (tmp / MANIFEST).write_bytes(manifest_bytes)
         _fsync_tree(tmp)
-        final = index_dir / name
-        previous = _pointer_name(index_dir)
-        os.rename(tmp, final)
-        pointer_tmp = index_dir / f".{CURRENT}.tmp"
-        pointer_tmp.write_text(f"{name} {hashlib.sha256(manifest_bytes).hexdigest()}\n", encoding="utf-8")
-        _fsync(pointer_tmp)
-        os.replace(pointer_tmp, index_dir / CURRENT)  # the commit point
-        _fsync(index_dir)
+        _publish(index_dir, tmp, name, manifest_bytes)
+        return manifest
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _merged(plan, kept, previous_folder, new_chunks, chunk_vecs, sent_vecs, settings, embedder):
+    """Every live chunk in corpus order, with its vectors: new ones as embedded, old ones read
+    back from their segments (nothing embedded again)."""
+    by_source: dict[str, tuple[list[Chunk], list[np.ndarray], list[np.ndarray]]] = {}
+    row, srow = 0, 0
+    for c in new_chunks:
+        n = len(c.sentences)
+        cs, cv, sv = by_source.setdefault(c.source, ([], [], []))
+        cs.append(c)
+        cv.append(chunk_vecs[row : row + 1])
+        sv.append(sent_vecs[srow : srow + n])
+        row, srow = row + 1, srow + n
+    if kept and previous_folder is not None:
+        reuse = load_index(previous_folder.parent, settings, embedder, verify=False)
+        fresh = {d.source for d in plan.fresh}
+        if reuse is not None:
+            for r, c in reuse.live_chunks():
+                if c.source in plan.meta and c.source not in fresh:
+                    cs, cv, sv = by_source.setdefault(c.source, ([], [], []))
+                    cs.append(c)
+                    cv.append(reuse.chunk_vector(r)[None, :])
+                    sv.append(reuse.sentence_block(r))
+    dim = embedder.dimension
+    chunks: list[Chunk] = []
+    cvecs: list[np.ndarray] = []
+    svecs: list[np.ndarray] = []
+    for s in plan.docs:
+        cs, cv, sv = by_source.get(s, ([], [], []))
+        chunks += cs
+        cvecs += cv
+        svecs += sv
+        plan.meta[s]["chunks"] = len(cs)
+    return (
+        chunks,
+        np.concatenate(cvecs) if cvecs else np.zeros((0, dim), np.float32),
+        np.concatenate(svecs) if svecs else np.zeros((0, dim), np.float32),
+    )
+
+
+def _write_segment(
+    folder: Path, name: str, chunks, chunk_vecs, sent_vecs, settings: Settings, checksums: dict, sizes: dict
+) -> dict[str, Any]:
+    import faiss
+
+    bm25s = _bm25s()
+    folder.mkdir()
+    with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
+        for c in chunks:
+            row = {
+                "source": c.source,
+                "start": c.start,
+                "end": c.end,
+                "text": c.text,
+                "sentences": [[s.start, s.end] for s in c.sentences],
+            }
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    dim = chunk_vecs.shape[1]
+    vecs = np.ascontiguousarray(chunk_vecs, dtype=np.float32)
+    if len(chunks) >= settings.hnsw_min_chunks:
+        dense = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        dense.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        kind = {"type": "hnsw", "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
+    else:
+        dense = faiss.IndexFlatIP(dim)
+        kind = {"type": "flat"}
+    if len(vecs):
+        dense.add(vecs)
+    faiss.write_index(dense, str(folder / "dense.faiss"))
+    np.save(folder / "sentences.npy", np.ascontiguousarray(sent_vecs, dtype=np.float16), allow_pickle=False)
+    tokens = [lexical.tokenize(c.text) for c in chunks]
+    df = Counter(t for toks in tokens for t in set(toks))
+    (folder / "terms.json").write_text(json.dumps({"n": len(chunks), "df": df}, ensure_ascii=False), encoding="utf-8")
+    bm25 = bm25s.BM25()
+    bm25.index(tokens if any(tokens) else [[NO_TERMS] for _ in tokens], show_progress=False)
+    bm25.save(str(folder / BM25_DIR), show_progress=False)
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            rel = f"{name}/{p.relative_to(folder).as_posix()}"
+            checksums[rel] = sha256_file(p)
+            sizes[rel] = p.stat().st_size
+    return {
+        "name": name,
+        "chunks": len(chunks),
+        "sentences": int(sent_vecs.shape[0]),
+        "n": len(chunks),
+        "dense": kind,
+        "deleted": [],
+        "deleted_chunks": 0,
+    }
+
+
+def _link_segment(previous_folder: Path, tmp: Path, name: str, previous: dict, checksums: dict, sizes: dict) -> None:
+    """The previous version's segment in the new version: hard links (a copy where the file
+    system has none); checksums and sizes carried over, not recomputed."""
+    for rel, digest in previous["checksums"].items():
+        if not rel.startswith(name + "/"):
+            continue
+        src, dst = previous_folder / rel, tmp / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst, follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            shutil.copyfile(src, dst, follow_symlinks=False)
+        checksums[rel] = digest
+        sizes[rel] = previous["sizes"][rel]
+
+
+def _manifest(settings, embedder, plan: _Plan, segments, next_id, checksums, sizes) -> dict[str, Any]:
+    documents = {s: plan.meta[s] for s in plan.docs}
+    live = sum(int(m["chunks"]) for m in documents.values())
+    dense_types = sorted({json.dumps(s["dense"], sort_keys=True) for s in segments})
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_id": embedder.model_id,
+        "dimension": embedder.dimension,
+        "chunking": settings.chunking_fingerprint(),
+        "chunk_max_chars_per_token": MAX_CHARS_PER_TOKEN,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_ns": time.time_ns(),
+        "documents": documents,
+        "segments": segments,
+        "next_segment": next_id,
+        "dense": [json.loads(t) for t in dense_types],
+        "counts": {
+            "documents": len(documents),
+            "chunks": live,
+            "segments": len(segments),
+            "sentences": sum(int(s["sentences"]) for s in segments),
+        },
+        "checksums": checksums,
+        "sizes": sizes,
+    }
+
+
+def _write_manifest_only(index_dir: Path, previous_folder: Path, previous: dict[str, Any], plan: _Plan) -> None:
+    """A new version with the same segments and fresh stat data (a file touched, not changed:
+    next time it is recognised without being read)."""
+    name = f"v-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}"
+    tmp = index_dir / f".tmp-{name}"
+    tmp.mkdir()
+    try:
+        checksums: dict[str, str] = {}
+        sizes: dict[str, int] = {}
+        for entry in previous["segments"]:
+            _link_segment(previous_folder, tmp, entry["name"], previous, checksums, sizes)
+        for s in plan.docs:
+            plan.meta[s].setdefault("segment", previous["documents"][s].get("segment"))
+        manifest = dict(previous, documents={s: plan.meta[s] for s in plan.docs}, built_ns=time.time_ns())
+        manifest_bytes = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
+        (tmp / MANIFEST).write_bytes(manifest_bytes)
+        _fsync_tree(tmp)
+        _publish(index_dir, tmp, name, manifest_bytes)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _publish(index_dir: Path, tmp: Path, name: str, manifest_bytes: bytes) -> Path:
+    final = index_dir / name
+    previous = _pointer_name(index_dir)
+    os.rename(tmp, final)
+    pointer_tmp = index_dir / f".{CURRENT}.tmp"
+    pointer_tmp.write_text(f"{name} {hashlib.sha256(manifest_bytes).hexdigest()}\n", encoding="utf-8")
+    _fsync(pointer_tmp)
+    os.replace(pointer_tmp, index_dir / CURRENT)  # the commit point
+    _fsync(index_dir)
     _clean_old(index_dir, keep={name, previous or name})
     return final
+
+
+def verify_index(index_dir: str | Path, settings: Settings, embedder: Embedder) -> dict[str, Any]:
+    """Check every byte of the live index against its sha256 (``python -m qa index --verify``);
+    raises IndexCorruptError naming the first bad file. Returns what was checked."""
+    t0 = time.perf_counter()
+    idx = load_index(index_dir, settings, embedder, verify=True)
+    if idx is None:
+        raise IndexCorruptError(f"there is no index in {show_path(index_dir)} to verify: run python -m qa index")
+    return {
+        "files": len(idx.manifest["checksums"]) + 1,
+        "bytes": sum(idx.manifest["sizes"].values()),
+        "segments": len(idx.segments),
+        "chunks": idx.n_chunks,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _pointer_name(index_dir: Path) -> str | None:

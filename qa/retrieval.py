@@ -26,21 +26,16 @@ class Hits:
     sentence_features: dict[int, list] = dataclasses.field(default_factory=dict)
 
 
-def dense_search(index: Index, query_vector: np.ndarray, n: int) -> dict[int, float]:
-    """Chunk row -> cosine, for the ``n`` nearest chunks (FAISS's -1 fillers dropped)."""
-    n = min(n, index.dense.ntotal)
+def dense_search(index: Index, query_vector: np.ndarray, n: int, ef_search: int = 128) -> dict[int, float]:
+    """Chunk row -> cosine, for the ``n`` nearest live chunks of every segment."""
     if n <= 0:
         return {}
-    scores, rows = index.dense.search(query_vector.reshape(1, -1).astype(np.float32), n)
-    return {int(r): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0}
+    return index.dense_search(query_vector, n, ef_search)
 
 
 def bm25_scores(index: Index, terms: list[str]) -> np.ndarray:
-    """BM25 score of every chunk for the query terms (zeros when no term is known)."""
-    known = [t for t in terms if t in index.bm25.vocab_dict]
-    if not known or not index.chunks:
-        return np.zeros(len(index.chunks), dtype=np.float32)
-    return np.asarray(index.bm25.get_scores(known), dtype=np.float32)
+    """BM25 score of every chunk row for the query terms (zeros when no term is known)."""
+    return index.bm25_scores(terms)
 
 
 def bm25_search(scores: np.ndarray, n: int) -> dict[int, float]:
@@ -80,7 +75,7 @@ def search(
     bm25_all = np.zeros(len(index.chunks), dtype=np.float32)
     fused: dict[int, float] = {}
     for q, qvec in zip(queries, qvecs, strict=True):
-        dense = dense_search(index, qvec, settings.candidates)
+        dense = dense_search(index, qvec, settings.candidates, settings.hnsw_ef_search)
         scores = bm25_scores(index, lexical.tokenize(q))
         for row, score in fuse(dense, bm25_search(scores, settings.candidates), settings).items():
             fused[row] = fused.get(row, 0.0) + score
@@ -95,7 +90,7 @@ def search(
         meta = index.documents.get(c.source, {})
         dense_score = dense_best.get(row)
         if dense_score is None:
-            dense_score = float(max(index.dense.reconstruct(row) @ v for v in qvecs))
+            dense_score = float(max(index.chunk_vector(row) @ v for v in qvecs))
         passages.append(
             Passage(
                 text=c.text,

@@ -128,6 +128,8 @@ class BuildReport(_Dictable):
     embedded_chunks: int = 0  # chunks sent to the embedder in this build
     rebuilt: str = ""  # why the whole index was rebuilt ("" when incremental or nothing to do)
     seconds: float = 0.0
+    segments: int = 0  # segments of the index after the build
+    dense: str = ""  # how its vectors are searched: "flat" (exact), "hnsw" or both
 
     @property
     def changed(self) -> bool:

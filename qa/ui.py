@@ -361,12 +361,17 @@ def chat_messages(question: str, reply: Reply) -> list[dict]:
     ]
 
 
+EXAMPLE_SCAN_CHUNKS = 2_000
+
+
 def example_questions(engine: Engine, n: int = EXAMPLES) -> list[str]:
     """Questions drawn from the articles: "What do we know about <name>?" for the names they mention most
     (two or more capitalised words, not at a sentence start), kept only when the engine answers
     them; else one question per article title."""
     counts: Counter[str] = Counter()
-    for chunk in engine.index.chunks:
+    for scanned, (_, chunk) in enumerate(engine.index.live_chunks()):
+        if scanned == EXAMPLE_SCAN_CHUNKS:  # a big archive: its first chunks give names enough
+            break
         counts.update(m.group(0) for m in _EXAMPLE_NAME.finditer(chunk.text))
     out: list[str] = []
     for name, _ in counts.most_common(4 * n):

@@ -69,6 +69,13 @@ def version_folder(settings: Settings) -> Path:
     return folder
 
 
+def segment_folder(settings: Settings) -> Path:
+    """The one segment of a small index (small indexes are always rewritten as one segment)."""
+    segments = sorted(p for p in version_folder(settings).iterdir() if p.is_dir())
+    assert len(segments) == 1, segments
+    return segments[0]
+
+
 def loaded(settings: Settings, embedder=None):
     return load_index(settings.index_path, settings, embedder or FakeEmbedder())
 
@@ -80,7 +87,7 @@ def assert_consistent(idx, corpus: Path) -> None:
     assert vecs.shape == (idx.n_chunks, fake.dimension)
     np.testing.assert_allclose(vecs, fake.embed([c.text for c in idx.chunks]), atol=1e-6)
     sent_texts = [c.text[s.start - c.start : s.end - c.start] for c in idx.chunks for s in c.sentences]
-    np.testing.assert_allclose(idx.sentence_vectors, fake.embed(sent_texts), atol=1e-6)
+    np.testing.assert_allclose(idx.sentence_vectors, fake.embed(sent_texts), atol=1e-3)  # stored as float16
     for c in idx.chunks:
         text = open(corpus / c.source, encoding="utf-8").read()
         assert text[c.start : c.end] == c.text
@@ -103,8 +110,9 @@ def test_build_then_load(settings, fake_embedder, seed_corpus):
     folder = version_folder(settings)
     assert folder.name.startswith("v-")
     assert (settings.index_path / CURRENT).read_text().split()[0] == folder.name
-    for name in ["manifest.json", "chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json", "bm25"]:
-        assert (folder / name).exists(), name
+    assert (folder / "manifest.json").exists()
+    for name in ["chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json", "bm25"]:
+        assert (segment_folder(settings) / name).exists(), name
 
 
 def test_load_without_index_is_none(tmp_path):
@@ -127,7 +135,11 @@ def test_manifest_fields(settings, fake_embedder, seed_corpus, built):
     assert manifest["counts"]["chunks"] == built.chunks
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["checksums"]) == files
-    assert "chunks.jsonl" in files and "dense.faiss" in files and any(f.startswith("bm25/") for f in files)
+    seg = segment_folder(settings).name
+    assert f"{seg}/chunks.jsonl" in files and f"{seg}/dense.faiss" in files
+    assert any(f.startswith(f"{seg}/bm25/") for f in files)
+    assert set(manifest["sizes"]) == files
+    assert all((folder / rel).stat().st_size == size for rel, size in manifest["sizes"].items())
     for rel, digest in manifest["checksums"].items():
         assert hashlib.sha256((folder / rel).read_bytes()).hexdigest() == digest
 
@@ -374,7 +386,7 @@ def test_build_killed_with_sigkill_keeps_the_old_index(where, settings, fake_emb
     assert proc.returncode == -signal.SIGKILL
     leftovers = list(settings.index_path.glob(".tmp-*"))
     if where == "write":
-        assert leftovers and (leftovers[0] / "dense.faiss").exists()
+        assert leftovers and list(leftovers[0].rglob("dense.faiss"))
     # the old index is still the live one, loads and answers
     assert version_folder(settings) == before
     idx = loaded(settings)
@@ -432,7 +444,7 @@ CORRUPTIONS = {
 @pytest.mark.parametrize("case", list(CORRUPTIONS))
 def test_corrupt_file_is_reported_naming_it_and_rebuilt(case, settings, fake_embedder, built, make_engine, seed_corpus):
     rel, corrupt = CORRUPTIONS[case]
-    folder = version_folder(settings)
+    folder = version_folder(settings) if rel == "manifest.json" else segment_folder(settings)
     corrupt(folder / rel)
     with pytest.raises(IndexCorruptError) as info:
         loaded(settings)
@@ -493,7 +505,7 @@ def test_other_embedder_is_stale_and_rebuilt(embedder_cls, key, settings, built)
     assert report.rebuilt.startswith("stale") and key in report.rebuilt
     assert report.embedded_chunks == built.chunks
     idx = load_index(settings.index_path, settings, embedder)
-    assert idx.manifest["model_id"] == embedder.model_id and idx.dense.d == embedder.dimension
+    assert idx.manifest["model_id"] == embedder.model_id and idx.chunk_vectors().shape[1] == embedder.dimension
 
 
 def test_other_format_version_is_stale(settings, fake_embedder, built, monkeypatch):
@@ -549,9 +561,10 @@ def test_edited_manifest_is_corrupt_and_rebuilt(edit, settings, fake_embedder, b
 
 @pytest.mark.parametrize("dropped", ["chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json", "bm25/"])
 def test_manifest_must_list_every_index_file(dropped, settings, fake_embedder, built):
-    folder = version_folder(settings)
+    seg = segment_folder(settings)
     if dropped == "chunks.jsonl":
-        _edit_chunk_text(folder / "chunks.jsonl")
+        _edit_chunk_text(seg / "chunks.jsonl")
+    dropped = f"{seg.name}/{dropped}"
 
     def drop(manifest):
         for rel in [
@@ -564,12 +577,11 @@ def test_manifest_must_list_every_index_file(dropped, settings, fake_embedder, b
         loaded(settings)
     assert dropped.rstrip("/") in str(info.value)
     assert build_index(settings, fake_embedder).rebuilt.startswith("corrupt")
-    assert "Turtorro" not in (version_folder(settings) / "chunks.jsonl").read_text(encoding="utf-8")
+    assert "Turtorro" not in (segment_folder(settings) / "chunks.jsonl").read_text(encoding="utf-8")
 
 
 def test_unlisted_extra_file_is_corrupt(settings, fake_embedder, built):
-    folder = version_folder(settings)
-    (folder / "bm25" / "extra.json").write_text("{}")
+    (segment_folder(settings) / "bm25" / "extra.json").write_text("{}")
     with pytest.raises(IndexCorruptError, match="extra.json"):
         loaded(settings)
 

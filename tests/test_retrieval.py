@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +78,13 @@ def test_faiss_minus_one_rows_are_dropped():
             rows = np.array([[3, 0, -1, -1, -1]])[:, :n]
             return np.array([[0.9, 0.2, -3.4e38, -3.4e38, -3.4e38]], dtype=np.float32)[:, :n], rows
 
-    got = dense_search(SimpleNamespace(dense=StubDense()), np.ones(4, np.float32), 5)
+    from qa.index import Index, Segment
+    from qa.types import Chunk
+
+    chunks = [Chunk("a.txt", i, i + 1, "x") for i in range(5)]
+    seg = Segment("s-000001", chunks, StubDense(), None, np.zeros((0, 4), np.float16), np.zeros(6, np.int64), 5, {})
+    idx = Index(Path("unused"), {"dimension": 4}, [seg])
+    got = dense_search(idx, np.ones(4, np.float32), 5)
     assert got == {3: pytest.approx(0.9), 0: pytest.approx(0.2)}
 
 
@@ -183,7 +189,7 @@ def test_passages_carry_where_they_come_from(small_chunks, query):
         assert p.date is not None and len(p.date) == 10
         chunk = idx.chunks[p.chunk_id]
         assert (chunk.source, chunk.start, chunk.end) == (p.source, p.start, p.end)
-        assert p.dense_score == pytest.approx(float(idx.dense.reconstruct(p.chunk_id) @ q), abs=1e-5)
+        assert p.dense_score == pytest.approx(float(idx.chunk_vector(p.chunk_id) @ q), abs=1e-5)
         assert p.bm25_score >= 0
 
 

@@ -45,7 +45,7 @@ def _idf(index: Index, term: str) -> float:
     cache = _cache(index, "idf")
     v = cache.get(term)
     if v is None:
-        n = max(1, len(index.chunks))
+        n = max(1, index.n_stats)
         df = index.df.get(term, 0)
         v = cache[term] = math.log(1 + (n - df + 0.5) / (df + 0.5))
     return v
@@ -252,7 +252,7 @@ def _previous_terms(index: Index, chunk_id: int, i: int) -> TermSet | None:
     sents = chunk_sentences(index, chunk_id)
     if i > 0:
         return sents[i - 1][2]
-    if chunk_id > 0 and index.chunks[chunk_id - 1].source == index.chunks[chunk_id].source:
+    if index.same_document_before(chunk_id):
         before = [s for s in chunk_sentences(index, chunk_id - 1) if s[0].end <= sents[i][0].start]
         if before:
             return before[-1][2]
