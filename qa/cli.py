@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa index | ask | eval | train-reader | calibrate-reader | export-embedder``.
+"""Command line: ``python -m qa index | ask | eval | bench | train-reader | calibrate-reader | export-embedder``.
 
 Exit codes: 0 success (an abstention is a success), 1 a problem of the environment (bad corpus,
 unusable or corrupt index, missing model, an OS error, or any unexpected error), 2 bad usage or
@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
 
     train_arguments(tr)
 
+    bench = sub.add_parser(
+        "bench",
+        help="speed and size at 10k, 50k and 200k chunks (synthetic corpora of SQuAD train paragraphs); prints a table",
+    )
+    from .bench import add_arguments as bench_arguments
+
+    bench_arguments(bench)
+
     sub.add_parser(
         "export-embedder",
         help="export the packaged model as the int8 ONNX graph the default embedder runs "
@@ -138,6 +146,10 @@ def _run(args: argparse.Namespace) -> int:
         from .reading.train import main as train_main
 
         return train_main(args)
+    if args.command == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(args)
     if args.command == "export-embedder":
         from .embedders.onnx import WEIGHTS_DIR, export
 

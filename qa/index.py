@@ -85,6 +85,7 @@ SINGLE_SEGMENT_BELOW = 5_000  # chunks: a smaller index is always rewritten as o
 MAX_SEGMENTS = 8
 MAX_DELETED_SHARE = 0.25
 HNSW_M = 32
+EMBED_SLICE = 50_000  # sentences embedded per call in a build
 HNSW_EF_CONSTRUCTION = 80
 # bm25s cannot index a corpus without a single term (only stop words, only words over
 # lexical.MAX_WORD_CHARS): it then gets this one, which no query can hold (the tokenizer never
@@ -653,7 +654,11 @@ def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) 
             new_chunks.extend(cs)
         chunk_vecs = embedder.embed([c.text for c in new_chunks], progress=True)
         sent_texts = [c.text[s.start - c.start : s.end - c.start] for c in new_chunks for s in c.sentences]
-        sent_vecs = embedder.embed(sent_texts, progress=True)
+        # kept as float16 slice by slice: 1 M sentences are 1.5 GB in float32
+        sent_vecs = np.zeros((len(sent_texts), embedder.dimension), dtype=np.float16)
+        for k in range(0, len(sent_texts), EMBED_SLICE):
+            part = sent_texts[k : k + EMBED_SLICE]
+            sent_vecs[k : k + len(part)] = embedder.embed(part, progress=len(sent_texts) <= EMBED_SLICE)
         try:
             manifest = _write_version(
                 index_dir, settings, embedder, previous_folder, previous, plan, new_chunks, chunk_vecs, sent_vecs
@@ -814,7 +819,7 @@ def _merged(plan, kept, previous_folder, new_chunks, chunk_vecs, sent_vecs, sett
                     cs, cv, sv = by_source.setdefault(c.source, ([], [], []))
                     cs.append(c)
                     cv.append(reuse.chunk_vector(r)[None, :])
-                    sv.append(reuse.sentence_block(r))
+                    sv.append(reuse.sentence_block(r).astype(np.float16))
     dim = embedder.dimension
     chunks: list[Chunk] = []
     cvecs: list[np.ndarray] = []
@@ -828,7 +833,7 @@ def _merged(plan, kept, previous_folder, new_chunks, chunk_vecs, sent_vecs, sett
     return (
         chunks,
         np.concatenate(cvecs) if cvecs else np.zeros((0, dim), np.float32),
-        np.concatenate(svecs) if svecs else np.zeros((0, dim), np.float32),
+        np.concatenate(svecs) if svecs else np.zeros((0, dim), np.float16),
     )
 
 

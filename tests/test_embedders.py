@@ -46,13 +46,18 @@ def test_vectors_are_unit_length_float32(embedder):
 
 
 def test_batches_and_single_calls_agree(embedder):
-    """A build embeds texts over several sessions side by side; each vector must be the one the
-    text gets alone (int8 activations are quantized per run: in a shared batch they would not)."""
-    together = embedder.embed(TEXTS * 3)  # more than URGENT_TEXTS: the build path, rows put back
+    """A build embeds texts in batches sorted by length over several sessions, rows put back in
+    order; each vector is the one the text gets alone up to the int8 noise (activations are
+    quantized per batch), and the same texts in the same order give the same vectors."""
+    together = embedder.embed(TEXTS * 3)  # more than URGENT_TEXTS: the build path
     alone = np.stack([embedder.embed([t])[0] for t in TEXTS])
     for copy in range(3):
         cos = (together[copy * len(TEXTS) : (copy + 1) * len(TEXTS)] * alone).sum(1)
-        assert cos.min() > 0.99999, cos
+        assert cos.min() > 0.96, cos
+        assert np.median(cos) > 0.985, cos
+    np.testing.assert_array_equal(together, embedder.embed(TEXTS * 3))
+    one_by_one = OnnxEmbedder(batch_size=1, workers=2)
+    assert ((one_by_one.embed(TEXTS * 2)[: len(TEXTS)] * alone).sum(1) > 0.99999).all()
 
 
 def test_related_texts_are_closer_than_unrelated(embedder):
