@@ -24,6 +24,7 @@ import argparse  # noqa: E402
 import ipaddress  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -140,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     return serve(args, auth)
 
 
+def _import_gradio() -> None:
+    try:
+        import gradio  # noqa: F401
+    except Exception:  # noqa: BLE001 - the main thread's own import reports it
+        pass
+
+
 def serve(args: argparse.Namespace, auth: list[tuple[str, str]] | None) -> int:
     """Build or update the index, then serve the chat until interrupted."""
     # An upload's chunking is pure Python and holds the GIL; a question's every torch, numpy or
@@ -150,8 +158,13 @@ def serve(args: argparse.Namespace, auth: list[tuple[str, str]] | None) -> int:
     for noisy in ("httpx", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from qa import QAError, get_engine, ui
+    from qa import QAError, get_engine
 
+    # gradio's import (~2 s) runs beside the index check and the model loading (~0.5 s, mostly
+    # native code that lets go of the GIL). Only gradio itself is imported there: no module of
+    # this package, so the two threads never wait on each other's import locks.
+    gradio_import = threading.Thread(target=_import_gradio, name="import-gradio", daemon=True)
+    gradio_import.start()
     engine = get_engine()
     log.info("corpus %s, index %s", engine.settings.corpus_dir, engine.settings.index_dir)
     try:
@@ -170,6 +183,9 @@ def serve(args: argparse.Namespace, auth: list[tuple[str, str]] | None) -> int:
         log.warning("skipped %s", skipped)
 
     engine.warm_up()  # the model loads now, not on the first question
+    gradio_import.join()
+    from qa import ui
+
     demo = ui.build_ui(engine, read_only=args.read_only)
     mode = [
         "read-only" if args.read_only else "uploads on",

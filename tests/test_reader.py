@@ -41,7 +41,35 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def tokenizer():
+    """The tokenizer the reader runs with (tokenizers alone)."""
+    return rm.FastTokenizer()
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer():
+    """transformers' tokenizer, which training uses."""
     return rm.load_tokenizer()
+
+
+def test_fast_tokenizer_windows_equal_transformers(tokenizer, hf_tokenizer):
+    """Inference tokenizes without transformers; its windows must be exactly training's."""
+    questions = ["Who plays Mark?", "why " * 90 + "?", "Quand a été créé l'ONU ?", "x"]
+    passages = [
+        "Adam Scott plays Mark Scout. " * 40,
+        "Short passage.",
+        "L'Organisation des Nations unies a été fondée en 1945 à San Francisco. " * 12,
+        "a" * 300 + " end",
+    ]
+    for config in (rm.WindowConfig(), rm.WindowConfig(max_length=128, stride=32)):
+        a = rm.encode_windows(hf_tokenizer, questions, passages, config)
+        b = rm.encode_windows(tokenizer, questions, passages, config)
+        assert len(a["input_ids"]) > len(questions)  # long passages overflow into several windows
+        for key in ("input_ids", "token_type_ids", "overflow_to_sample_mapping"):
+            assert a[key] == b[key], key
+        assert [list(map(tuple, o)) for o in a["offset_mapping"]] == [list(map(tuple, o)) for o in b["offset_mapping"]]
+        assert all(a.sequence_ids(i) == b.sequence_ids(i) for i in range(len(a["input_ids"])))
+    assert rm.question_prefix(hf_tokenizer, questions[1]) == rm.question_prefix(tokenizer, questions[1])
+    assert tokenizer.pad_token_id == hf_tokenizer.pad_token_id
 
 
 def model_string(intercept: float, **weights: float) -> str:
@@ -765,7 +793,8 @@ PAIRS = [
 ]
 
 
-def test_featurize_labels_point_at_the_answer(tokenizer):
+def test_featurize_labels_point_at_the_answer(hf_tokenizer):
+    tokenizer = hf_tokenizer
     config = rm.WindowConfig(max_length=40, stride=10)
     assert PAIRS[0][1][15:28] == "John Turturro" and PAIRS[2][1][12:28] == "Mr. & Mrs. Smith"
     feats = train.featurize(tokenizer, PAIRS, config)
@@ -794,7 +823,8 @@ def test_featurize_labels_point_at_the_answer(tokenizer):
     assert train.featurize(tokenizer, PAIRS, config, batch=1) == feats, "batching does not change features"
 
 
-def test_featurize_negative_pair_is_no_answer_everywhere(tokenizer):
+def test_featurize_negative_pair_is_no_answer_everywhere(hf_tokenizer):
+    tokenizer = hf_tokenizer
     ctx = "John Turturro plays Irving. " * 20
     feats = train.featurize(tokenizer, [("Who plays Irving?", ctx, -1, -1)], rm.WindowConfig(max_length=32, stride=8))
     assert len(feats) > 1 and all((s, e) == (0, 0) for _, _, s, e in feats)

@@ -17,6 +17,7 @@ oneDNN settings.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,60 @@ def _quiet_transformers() -> None:
 
 
 def load_tokenizer(model_path: str | Path | None = None):
+    """transformers' tokenizer of the packaged model (training; inference uses ``FastTokenizer``)."""
     from transformers import AutoTokenizer
 
     _quiet_transformers()
     return AutoTokenizer.from_pretrained(str(model_path or packaged_model_path()), local_files_only=True)
+
+
+class _Windows(dict):
+    """What ``encode_windows`` reads of a transformers BatchEncoding, and ``sequence_ids``."""
+
+    def __init__(self, encodings: list, samples: list[int]) -> None:
+        super().__init__(
+            input_ids=[e.ids for e in encodings],
+            token_type_ids=[e.type_ids for e in encodings],
+            offset_mapping=[e.offsets for e in encodings],
+            overflow_to_sample_mapping=samples,
+        )
+        self._encodings = encodings
+
+    def sequence_ids(self, i: int) -> list[int | None]:
+        return self._encodings[i].sequence_ids
+
+
+class FastTokenizer:
+    """The packaged ``tokenizer.json`` through ``tokenizers`` alone: the two calls the reader
+    makes of a transformers tokenizer, with the same output (the same Rust tokenizer underneath;
+    a test compares them), and no transformers or torch import."""
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(Path(model_path or packaged_model_path()) / "tokenizer.json"))
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        self.pad_token_id = self._tok.token_to_id("[PAD]")
+        self._lock = threading.Lock()  # truncation is a setting of the shared Rust object
+
+    def __call__(self, text, text_pair=None, *, add_special_tokens=True, truncation=False, max_length=None,
+                 stride=0, return_overflowing_tokens=False, return_offsets_mapping=False, padding=False):  # fmt: skip
+        if text_pair is None:  # one text, no special tokens: its offsets (question_prefix)
+            enc = self._tok.encode(text, add_special_tokens=add_special_tokens)
+            return {"input_ids": enc.ids, "offset_mapping": enc.offsets}
+        with self._lock:
+            self._tok.enable_truncation(max_length, stride=stride, strategy="only_second")
+            try:
+                batch = self._tok.encode_batch(list(zip(text, text_pair, strict=True)), add_special_tokens=True)
+            finally:
+                self._tok.no_truncation()
+        encodings, samples = [], []
+        for i, enc in enumerate(batch):
+            for e in [enc, *enc.overflowing]:
+                encodings.append(e)
+                samples.append(i)
+        return _Windows(encodings, samples)
 
 
 def build_network(model_path: str | Path | None = None):

@@ -93,7 +93,7 @@ class SpanReader:
                 from ..embedding import _INFERENCE  # noqa: F401 - its thread and torch settings apply
 
                 run, card, backend = self._load_backend()
-                tokenizer = rm.load_tokenizer(self.model_path)
+                tokenizer = rm.FastTokenizer(self.model_path)
             except ModelError:
                 raise
             except Exception as e:  # noqa: BLE001 - a broken install must be one clear error
