@@ -150,6 +150,12 @@ def _import_gradio() -> None:
 
 def serve(args: argparse.Namespace, auth: list[tuple[str, str]] | None) -> int:
     """Build or update the index, then serve the chat until interrupted."""
+    # gradio's import (~2.2 s, the most of a start) runs from here on, beside importing this
+    # package, the index check and the model loading (~0.5 s, much of it native code that lets go
+    # of the GIL). Only gradio itself is imported there, no module of this package, so the two
+    # threads never wait on each other's import locks.
+    gradio_import = threading.Thread(target=_import_gradio, name="import-gradio", daemon=True)
+    gradio_import.start()
     # An upload's chunking is pure Python and holds the GIL; a question's every torch, numpy or
     # FAISS call gives the GIL up and then waits the switch interval to get it back (5 ms by
     # default), so questions crawled while an upload was being chunked.
@@ -160,11 +166,6 @@ def serve(args: argparse.Namespace, auth: list[tuple[str, str]] | None) -> int:
 
     from qa import QAError, get_engine
 
-    # gradio's import (~2 s) runs beside the index check and the model loading (~0.5 s, mostly
-    # native code that lets go of the GIL). Only gradio itself is imported there: no module of
-    # this package, so the two threads never wait on each other's import locks.
-    gradio_import = threading.Thread(target=_import_gradio, name="import-gradio", daemon=True)
-    gradio_import.start()
     engine = get_engine()
     log.info("corpus %s, index %s", engine.settings.corpus_dir, engine.settings.index_dir)
     try:
