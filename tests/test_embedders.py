@@ -56,7 +56,7 @@ def test_batches_and_single_calls_agree(embedder):
         assert cos.min() > 0.96, cos
         assert np.median(cos) > 0.985, cos
     np.testing.assert_array_equal(together, embedder.embed(TEXTS * 3))
-    one_by_one = OnnxEmbedder(batch_size=1, workers=2)
+    one_by_one = OnnxEmbedder(batch_tokens=1, workers=2)
     assert ((one_by_one.embed(TEXTS * 2)[: len(TEXTS)] * alone).sum(1) > 0.99999).all()
 
 
