@@ -494,6 +494,21 @@ def load_index(
     return Index(path=folder, manifest=manifest, segments=segments, documents=manifest["documents"])
 
 
+def _lines(path: Path) -> Iterator[bytes]:
+    """The file's lines, split on newline bytes alone, read 1 MB at a time (a regular file, no link)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise IndexCorruptError(f"index file {show_path(path)} is not a regular file")
+        rest = b""
+        for block in iter(lambda: f.read(1 << 20), b""):
+            parts = (rest + block).split(b"\n")
+            rest = parts.pop()
+            yield from parts
+        if rest:
+            yield rest
+
+
 def _load_segment(
     folder: Path, name: str, entry: dict, checksums: dict[str, str], sizes: dict[str, int], verify: bool, deleted
 ) -> Segment:
@@ -512,16 +527,17 @@ def _load_segment(
             return data[rel] if rel in data else read_regular_file(base / rel, _MAX_INDEX_FILE_BYTES)
 
         chunks: list[Chunk] = []
-        # split("\n"), not splitlines(): the JSON keeps U+2028 and U+0085 of the text unescaped
-        for line in raw("chunks.jsonl").decode("utf-8").split("\n"):
-            if not line:
+        sources: dict[str, str] = {}  # one string per source name, not one per chunk
+        # Lines split on "\n" only, not splitlines(): the JSON keeps U+2028 and U+0085 of the text
+        # unescaped. Read line by line from the file when it was not read whole for its checksum.
+        lines = iter(data["chunks.jsonl"].split(b"\n")) if "chunks.jsonl" in data else _lines(base / "chunks.jsonl")
+        for line in lines:
+            if not line.strip():
                 continue
             row = json.loads(line)
-            chunks.append(
-                Chunk(
-                    row["source"], row["start"], row["end"], row["text"], tuple(Span(s, e) for s, e in row["sentences"])
-                )
-            )
+            source = sources.setdefault(row["source"], row["source"])
+            spans = tuple(Span(s, e) for s, e in row["sentences"])
+            chunks.append(Chunk(source, row["start"], row["end"], row["text"], spans))
         if "dense.faiss" in data:
             dense = faiss.deserialize_index(np.frombuffer(data["dense.faiss"], dtype=np.uint8))
         else:

@@ -51,10 +51,22 @@ def _idf(index: Index, term: str) -> float:
     return v
 
 
+MEMO_ENTRIES = 20_000  # per memo: a big index answering for days must not keep every chunk it read
+
+
+class _Memo(dict):
+    """A dict that empties itself when full (bounded memory, no bookkeeping per hit)."""
+
+    def __setitem__(self, key, value) -> None:
+        if len(self) >= MEMO_ENTRIES:
+            self.clear()
+        super().__setitem__(key, value)
+
+
 def _cache(index: Index, name: str) -> dict:
-    """A per-index memo (kept on the index object, so it goes when the index goes)."""
+    """A per-index memo (kept on the index object, so it goes when the index goes), bounded."""
     caches = index.__dict__.setdefault("_answering_cache", {})
-    return caches.setdefault(name, {})
+    return caches.setdefault(name, _Memo())
 
 
 @dataclass(frozen=True)
