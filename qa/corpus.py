@@ -211,7 +211,7 @@ def _scan(dir_fd: int, prefix: str, sources: list[str], skipped: list[Skipped], 
                 finally:
                     os.close(sub)
             elif entry.is_file(follow_symlinks=False):
-                if Path(entry.name).suffix.lower() in EXTENSIONS:
+                if os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
                     sources.append(rel)
                 else:
                     log.debug("%s: not a .txt or .md file; ignored", rel)
@@ -275,9 +275,10 @@ def scan_documents(
     docs: list[tuple[Document, tuple[int, int]]] = []
     same: set[str] = set()
     order: list[str] = []
+    root = os.fspath(folder)
     for source in sources:
         try:
-            info = os.stat(folder / source, follow_symlinks=False)
+            info = os.stat(os.path.join(root, source), follow_symlinks=False)
             seen = known.get(source)
             if seen is not None and seen.get("size") == info.st_size and seen.get("mtime_ns") == info.st_mtime_ns:
                 same.add(source)

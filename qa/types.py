@@ -22,12 +22,14 @@ def _to_dict(obj: Any) -> Any:
 
 
 class _Dictable:
+    __slots__ = ()
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this value (nested values converted too)."""
         return _to_dict(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: an index of 200,000 chunks holds a million spans
 class Span(_Dictable):
     """A half-open character range ``[start, end)`` into a document's text."""
 
@@ -47,7 +49,7 @@ class Document(_Dictable):
     sha256: str  # hash of the file's bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Chunk(_Dictable):
     """An indexed unit: consecutive sentences of one document."""
 

@@ -247,3 +247,19 @@ def test_cli_index_shows_segments_and_search_kind(corpus, tmp_path, monkeypatch,
     (current_version(tmp_path / "cli-index") / "s-000001" / "terms.json").write_text("{}", encoding="utf-8")
     assert cli.main([*args, "index", "--verify"]) == 1
     assert "terms.json" in capsys.readouterr().err
+
+
+def test_an_index_loaded_by_size_reads_the_same_vectors(corpus, tmp_path):
+    """Above verify_max_bytes, sentence vectors stay on disk and are read block by block."""
+    s = make_settings(corpus, tmp_path)
+    embedder = FakeEmbedder()
+    build_index(s, embedder)
+    whole = load_index(s.index_path, s, embedder)
+    lazy = load_index(s.index_path, s.replace(verify_max_bytes=1), embedder)
+    assert isinstance(lazy.segments[0].sentence_vectors, index_mod.RowFile)
+    for row in range(len(whole.chunks)):
+        np.testing.assert_array_equal(lazy.sentence_block(row), whole.sentence_block(row))
+    np.testing.assert_array_equal(lazy.sentence_vectors, whole.sentence_vectors)
+    a = retrieval.search(whole, embedder, s, "paper mill Ostby workers", 3).passages
+    b = retrieval.search(lazy, embedder, s, "paper mill Ostby workers", 3).passages
+    assert a == b
