@@ -547,7 +547,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibrate",
         type=_int_at_least(2),
         metavar="N",
-        help="with --squad: fit the abstention model on a seeded sample of N questions (--seed) and print it",
+        help="refused: the confidence model is fitted on held-out SQuAD train articles "
+        "(python -m qa calibrate-reader --reader picker), never on the benchmark",
     )
 
 
@@ -583,6 +584,13 @@ def format_squad_table(m: dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace, engine) -> int:
     """``python -m qa eval``: dev set (unless --no-dev), SQuAD when asked; a table and a JSON report."""
+    from .errors import InputError
+
+    if args.calibrate:
+        raise InputError(
+            "--calibrate would fit the confidence model on the benchmark's own questions; fit it on held-out "
+            "SQuAD train articles instead: python -m qa calibrate-reader --reader picker"
+        )
     report: dict[str, Any] = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "settings": _settings_dict(engine.settings),
@@ -621,11 +629,6 @@ def main(args: argparse.Namespace, engine) -> int:
             print(f"SQuAD: {squad} not found, skipped")
         else:
             sq_engine, questions, build = squad_engine(squad, Path(args.cache), engine)
-            if args.calibrate:
-                from .calibration import calibrate
-
-                print(calibrate(sq_engine, sample_questions(questions, args.calibrate, args.seed)).table())
-                return 0
             sample = sample_questions(questions, args.sample, args.seed)
             m = run_squad(sq_engine, sample, baselines=not args.no_baselines, readers=args.readers)
             m["build"] = build

@@ -1,5 +1,5 @@
-"""``python -m qa calibrate-reader``: fit the trained reader's confidence model on held-out SQuAD
-*train* articles, never on the benchmark.
+"""``python -m qa calibrate-reader [--reader trained|picker]``: fit a reader's confidence model on
+held-out SQuAD *train* articles, never on the benchmark.
 
 The articles the reader never trained on (the seeded split recorded in its model card) become a
 closed corpus by the benchmark's own protocol (article ``i`` left out when ``i % 6 == 0``), so
@@ -8,7 +8,9 @@ question is answered with ``answer(question, k=5)``'s retrieval and the trained 
 reader's signals and the retrieval signals (``trained.abstain_features``) are fitted by logistic
 regression to "the question is in the corpus". Printed: the ``reader_abstain_model`` string and,
 per threshold, answered (in corpus), refused (out of corpus) and answer accuracy (in corpus).
-A person puts the chosen numbers in ``qa/settings.py``.
+A person puts the chosen numbers in ``qa/settings.py``. With ``--reader picker`` the sentence
+picker's nine signals (``answering.abstain_features``) are fitted the same way, for
+``abstain_model``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questions", type=int, default=2000, help="held-out questions sampled (default 2000)")
     p.add_argument("--seed", type=int, default=1, help="seed of the question sample")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qa-eval", help="corpus and index folder")
-    p.add_argument("--out", type=Path, default=Path("artifacts") / "reader-calibration.json")
+    p.add_argument("--out", type=Path, default=None, help="JSON report (default artifacts/<reader>-calibration.json)")
+    p.add_argument(
+        "--reader", choices=("trained", "picker"), default="trained", help="whose confidence model (default trained)"
+    )
 
 
 def held_out_squad(data_folder: Path, card: dict) -> dict:
@@ -64,6 +69,9 @@ def main(args: argparse.Namespace, engine) -> int:
     squad_path.write_text(json.dumps(held_out_squad(args.data, card)), encoding="utf-8")
     sq_engine, questions, build = squad_engine(squad_path, work, engine)
     sample = sample_questions(questions, args.questions, args.seed)
+    out = args.out or Path("artifacts") / f"{args.reader}-calibration.json"
+    if args.reader == "picker":
+        return _picker(sq_engine, sample, build, out)
     reader = TrainedReader(sq_engine.settings.replace(reader_abstain_threshold=-1.0))  # always answers
     index = sq_engine.index
     X, y, ok = [], [], []
@@ -125,8 +133,8 @@ def main(args: argparse.Namespace, engine) -> int:
         },
         "note": "answered/refused use the model fitted on these same questions (in-sample)",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"reader_abstain_model = {model!r}")
     print("threshold  answered(in)  refused(out)  accuracy(in)")
     for r in rows:
@@ -139,5 +147,65 @@ def main(args: argparse.Namespace, engine) -> int:
         f"always answering: accuracy {aa['accuracy_in_corpus']:.3f}, EM {aa['EM']:.3f}, F1 {aa['F1']:.3f} (in corpus); "
         f"retrieval + reading p50 {report['latency_ms']['p50']} ms, p95 {report['latency_ms']['p95']} ms"
     )
-    print(f"{len(X)} held-out training questions ({report['in_corpus']} in corpus); report {args.out}", file=sys.stderr)
+    print(f"{len(X)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
+    return 0
+
+
+def _picker(sq_engine, sample, build, out: Path) -> int:
+    """The sentence picker's ``abstain_model``, fitted on the held-out questions, with answered /
+    refused / accuracy per threshold (in-sample, like the trained reader's)."""
+    import numpy as np
+
+    from ..calibration import features, fit_logistic
+    from ..evaluation import squad_correct
+
+    t0 = time.perf_counter()
+    X, y = features(sq_engine, sample)
+    if len(set(y.tolist())) < 2:
+        raise InputError("the sample holds only in-corpus or only out-of-corpus questions; raise --questions")
+    theta = fit_logistic(X, y)
+    model = ",".join(f"{v:.4g}" for v in theta)
+    always = sq_engine.settings.replace(abstain_model=model, abstain_threshold=-1.0)
+    from ..engine import Engine
+
+    answering_engine = Engine(always, embedder=sq_engine.embedder)
+    answering_engine._index = sq_engine.index
+    rows = []
+    probs, ok, inside = [], [], []
+    for q in sample:
+        a = answering_engine.answer(q.question, None, 5, reader="picker")
+        probs.append(a.confidence)
+        inside.append(q.in_corpus)
+        ok.append(bool(q.in_corpus and squad_correct(a, q)))
+    probs_, ok_, in_ = np.array(probs), np.array(ok), np.array(inside)
+    for t in THRESHOLDS:
+        answered = probs_ >= t
+        rows.append(
+            {
+                "threshold": t,
+                "answered_in_corpus": float(answered[in_].mean()),
+                "refused_out_of_corpus": float((~answered[~in_]).mean()),
+                "accuracy_in_corpus": float((answered & ok_)[in_].mean()),
+            }
+        )
+    report = {
+        "abstain_model": model,
+        "rows": rows,
+        "questions": len(sample),
+        "in_corpus": int(in_.sum()),
+        "articles": build.get("documents"),
+        "embedder": sq_engine.embedder.model_id,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "note": "answered/refused use the model fitted on these same questions (in-sample)",
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"abstain_model = {model!r}")
+    print("threshold  answered(in)  refused(out)  accuracy(in)")
+    for r in rows:
+        print(
+            f"{r['threshold']:9.2f}  {r['answered_in_corpus']:12.3f}  {r['refused_out_of_corpus']:12.3f}"
+            f"  {r['accuracy_in_corpus']:12.3f}"
+        )
+    print(f"{len(sample)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
     return 0
