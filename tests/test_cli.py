@@ -223,3 +223,10 @@ def test_successful_ask_with_the_real_model_prints_nothing_on_stderr(seed_corpus
     assert proc.returncode == 0, proc.stderr
     assert "Irving" in proc.stdout
     assert proc.stderr == ""
+
+
+def test_eval_refuses_to_calibrate_on_the_benchmark(fake_cli, capsys):
+    """The confidence model is never fitted on the benchmark's questions."""
+    assert cli.main(["eval", "--squad", "--calibrate", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "benchmark" in err and "calibrate-reader --reader picker" in err
