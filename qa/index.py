@@ -47,7 +47,6 @@ import io
 import json
 import logging
 import math
-import mmap
 import os
 import re
 import shutil
@@ -80,9 +79,8 @@ LOCK = ".lock"
 # Files every segment holds (and bm25s's files under bm25/); the manifest's checksums must list
 # each of them, and every file present.
 SEGMENT_FILES = ("chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json")
-REQUIRED_FILES = SEGMENT_FILES  # per segment
 BM25_DIR = "bm25"
-SINGLE_SEGMENT_BELOW = 5_000  # chunks: a smaller index is always rewritten as one segment (about 2 s)
+SINGLE_SEGMENT_BELOW = 5_000  # chunks: a smaller index is always rewritten as one segment
 MAX_SEGMENTS = 8
 MAX_DELETED_SHARE = 0.25
 HNSW_M = 32
@@ -556,16 +554,6 @@ class RowFile:
             os.close(self._fd)
 
 
-def _random_access(arr: Any) -> Any:
-    """No read-ahead on a memory-mapped array read in small random pieces: with it, 30 answers
-    on 190,000 chunks pulled 600 MB of sentence vectors into memory for the 1 MB they used."""
-    mm = getattr(arr, "_mmap", None)
-    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        with contextlib.suppress(OSError, ValueError):
-            mm.madvise(mmap.MADV_RANDOM)
-    return arr
-
-
 def _lines(path: Path) -> Iterator[bytes]:
     """The file's lines, split on newline bytes alone, read 1 MB at a time (a regular file, no link)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
@@ -620,9 +608,6 @@ def _load_segment(
             sentence_vectors = RowFile(base / "sentences.npy")
         terms = json.loads(raw("terms.json").decode("utf-8"))
         bm25 = _load_bm25(base / BM25_DIR, mmap=not verify)
-        if not verify:
-            for arr in getattr(bm25, "scores", {}).values():
-                _random_access(arr)
     except IndexCorruptError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever broke, the index is not usable
