@@ -263,3 +263,38 @@ def test_an_index_loaded_by_size_reads_the_same_vectors(corpus, tmp_path):
     a = retrieval.search(whole, embedder, s, "paper mill Ostby workers", 3).passages
     b = retrieval.search(lazy, embedder, s, "paper mill Ostby workers", 3).passages
     assert a == b
+
+
+def test_without_hard_links_segments_are_copied(segmented, corpus, tmp_path, monkeypatch):
+    """A file system without hard links (EXDEV, EPERM): the old segment is copied, same result."""
+    import errno
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    s = make_settings(corpus, tmp_path)
+    embedder = FakeEmbedder()
+    build_index(s, embedder)
+    monkeypatch.setattr(index_mod.os, "link", no_links)
+    (corpus / "d_lighthouse.txt").write_text(NEW, encoding="utf-8")
+    assert build_index(s, embedder).segments == 2
+    idx = load_index(s.index_path, s, embedder, verify=True)
+    assert search_sources(idx, embedder, s, "lighthouse keeper kayakers fog", 1) == ["d_lighthouse.txt"]
+
+
+def test_merging_hnsw_segments_reuses_their_vectors(segmented, monkeypatch, corpus, tmp_path):
+    monkeypatch.setattr(index_mod, "MAX_SEGMENTS", 1)
+    s = make_settings(corpus, tmp_path, hnsw_min_chunks=2)
+    embedder = FakeEmbedder()
+    build_index(s, embedder)
+    (corpus / "d_lighthouse.txt").write_text(NEW, encoding="utf-8")
+    embedder.texts.clear()
+    report = build_index(s, embedder)
+    assert report.segments == 1 and report.dense == "hnsw"
+    assert all("kayakers" in t or "lighthouse" in t.lower() for t in embedder.texts)
+    idx = load_index(s.index_path, s, embedder)
+    fresh = make_settings(corpus, tmp_path, "fresh", hnsw_min_chunks=2)
+    build_index(fresh, FakeEmbedder())
+    np.testing.assert_allclose(
+        idx.chunk_vectors(), load_index(fresh.index_path, fresh, embedder).chunk_vectors(), atol=1e-6
+    )
