@@ -53,7 +53,7 @@ import shutil
 import stat
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,12 +97,129 @@ _SEGMENT_NAME = re.compile(r"\As-[0-9]{6}\Z")
 RACY_SECONDS = 2.0  # a file modified this close to the build that indexed it is read again
 
 
+MADE_CHUNKS = 4096  # Chunk objects a table keeps made (bounded: the table exists not to hold them all)
+
+
+class ChunkTable(Sequence):
+    """A segment's chunks as arrays, not objects: a ``Chunk`` is made when one is asked for. At
+    190,000 chunks the objects (a chunk, a tuple and its ``Span``s each) were ~200 MB and most of
+    the load time."""
+
+    def __init__(self, sources, source_ids, starts, ends, texts, sent_first, sent_starts, sent_ends) -> None:
+        self.sources: list[str] = sources  # distinct source names
+        self.source_ids = source_ids  # int32 per chunk, into sources
+        self.starts, self.ends = starts, ends  # int64 per chunk
+        self.texts: list[str] = texts
+        self.sent_first = sent_first  # int64, len + 1: chunk i's sentences are [sent_first[i], sent_first[i+1])
+        self.sent_starts, self.sent_ends = sent_starts, sent_ends  # int64 per sentence
+        self._made: dict[int, Chunk] = {}  # chunks recently asked for (answering asks for each several times)
+
+    @classmethod
+    def of(cls, chunks: Iterable[Chunk]) -> ChunkTable:
+        b = _TableBuilder()
+        for c in chunks:
+            b.add(c.source, c.start, c.end, c.text, [(x.start, x.end) for x in c.sentences])
+        return b.table()
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def source(self, i: int) -> str:
+        return self.sources[self.source_ids[i]]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        made = self._made.get(i)
+        if made is not None:
+            return made
+        a, b = int(self.sent_first[i]), int(self.sent_first[i + 1])
+        starts, ends = self.sent_starts[a:b].tolist(), self.sent_ends[a:b].tolist()
+        spans = tuple(Span(x, y) for x, y in zip(starts, ends, strict=True))
+        made = Chunk(self.sources[self.source_ids[i]], int(self.starts[i]), int(self.ends[i]), self.texts[i], spans)
+        if len(self._made) >= MADE_CHUNKS:
+            self._made.clear()
+        self._made[i] = made
+        return made
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str) or len(other) != len(self):
+            return NotImplemented if not isinstance(other, Sequence) else False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _TableBuilder:
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.source_ids: list[int] = []
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.texts: list[str] = []
+        self.first: list[int] = [0]
+        self.s_starts: list[int] = []
+        self.s_ends: list[int] = []
+
+    def add(self, source: str, start: int, end: int, text: str, sentences) -> None:
+        self.source_ids.append(self.ids.setdefault(source, len(self.ids)))
+        self.starts.append(start)
+        self.ends.append(end)
+        self.texts.append(text)
+        for a, b in sentences:
+            self.s_starts.append(a)
+            self.s_ends.append(b)
+        self.first.append(len(self.s_starts))
+
+    def table(self) -> ChunkTable:
+        return ChunkTable(
+            list(self.ids),
+            np.array(self.source_ids, dtype=np.int32),
+            np.array(self.starts, dtype=np.int64),
+            np.array(self.ends, dtype=np.int64),
+            self.texts,
+            np.array(self.first, dtype=np.int64),
+            np.array(self.s_starts, dtype=np.int64),
+            np.array(self.s_ends, dtype=np.int64),
+        )
+
+
+class _Rows(Sequence):
+    """The chunks of all segments as one sequence, numbered segment after segment."""
+
+    def __init__(self, segments: list[Segment], offsets: list[int], total: int) -> None:
+        self._segments, self._offsets, self._total = segments, offsets, total
+        self._segment_of = np.repeat(np.arange(len(segments)), [len(s.chunks) for s in segments])
+
+    def __len__(self) -> int:
+        return self._total
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[j] for j in range(*row.indices(len(self)))]
+        if row < 0:
+            row += self._total
+        if not 0 <= row < self._total:
+            raise IndexError(row)
+        k = int(self._segment_of[row])
+        return self._segments[k].chunks[row - self._offsets[k]]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass
 class Segment:
     """One immutable segment, loaded."""
 
     name: str
-    chunks: list[Chunk]
+    chunks: Sequence[Chunk]  # a ChunkTable when loaded
     dense: Any  # faiss.Index
     bm25: Any  # bm25s.BM25
     sentence_vectors: np.ndarray  # float16 (memory-mapped when the index was not read whole)
@@ -115,7 +232,10 @@ class Segment:
     n_deleted: int = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.deleted:
+        if self.deleted and isinstance(self.chunks, ChunkTable):
+            gone = [i for i, name in enumerate(self.chunks.sources) if name in self.deleted]
+            self.live = ~np.isin(self.chunks.source_ids, gone)
+        elif self.deleted:
             self.live = np.array([c.source not in self.deleted for c in self.chunks], dtype=bool)
         else:
             self.live = np.ones(len(self.chunks), dtype=bool)
@@ -137,17 +257,18 @@ class Index:
     manifest: dict[str, Any]
     segments: list[Segment]
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    chunks: list[Chunk] = field(init=False)
+    chunks: Sequence[Chunk] = field(init=False)
     offsets: list[int] = field(init=False)  # first global row of each segment
     live: np.ndarray = field(init=False)  # bool per global row
     df: dict[str, int] = field(init=False)  # document frequency over all segments
     n_stats: int = field(init=False)  # chunks the term statistics count
 
     def __post_init__(self) -> None:
-        self.chunks, self.offsets = [], []
+        self.offsets, total = [], 0
         for seg in self.segments:
-            self.offsets.append(len(self.chunks))
-            self.chunks.extend(seg.chunks)
+            self.offsets.append(total)
+            total += len(seg.chunks)
+        self.chunks = _Rows(self.segments, self.offsets, total)
         self.live = np.concatenate([s.live for s in self.segments]) if self.segments else np.zeros(0, bool)
         if len(self.segments) == 1:
             self.df = self.segments[0].df
@@ -235,7 +356,7 @@ class Index:
             else:
                 scores, rows = seg.dense.search(q, want)
             for r, score in zip(rows[0], scores[0], strict=True):
-                if r >= 0 and (not seg.deleted or seg.chunks[r].source not in seg.deleted):
+                if r >= 0 and seg.live[r]:
                     found[offset + int(r)] = float(score)
         if len(found) > n:
             keep = sorted(found, key=lambda r: (-found[r], r))[:n]
@@ -586,8 +707,7 @@ def _load_segment(
         def raw(rel: str) -> bytes:
             return data[rel] if rel in data else read_regular_file(base / rel, _MAX_INDEX_FILE_BYTES)
 
-        chunks: list[Chunk] = []
-        sources: dict[str, str] = {}  # one string per source name, not one per chunk
+        builder = _TableBuilder()
         # Lines split on "\n" only, not splitlines(): the JSON keeps U+2028 and U+0085 of the text
         # unescaped. Read line by line from the file when it was not read whole for its checksum.
         lines = iter(data["chunks.jsonl"].split(b"\n")) if "chunks.jsonl" in data else _lines(base / "chunks.jsonl")
@@ -595,9 +715,8 @@ def _load_segment(
             if not line.strip():
                 continue
             row = json.loads(line)
-            source = sources.setdefault(row["source"], row["source"])
-            spans = tuple(Span(s, e) for s, e in row["sentences"])
-            chunks.append(Chunk(source, row["start"], row["end"], row["text"], spans))
+            builder.add(row["source"], row["start"], row["end"], row["text"], row["sentences"])
+        chunks = builder.table()
         if "dense.faiss" in data:
             dense = faiss.deserialize_index(np.frombuffer(data["dense.faiss"], dtype=np.uint8))
         else:
@@ -614,9 +733,7 @@ def _load_segment(
         raise IndexCorruptError(
             f"index segment {show_path(base)} could not be read: {type(e).__name__}: {shorten(e, 100)}"
         ) from e
-    rows = np.zeros(len(chunks) + 1, dtype=np.int64)
-    if chunks:
-        rows[1:] = np.cumsum([len(c.sentences) for c in chunks])
+    rows = chunks.sent_first
     if dense.ntotal != len(chunks) or sentence_vectors.shape[0] != rows[-1] or entry.get("n") != terms.get("n"):
         raise IndexCorruptError(
             f"index segment {show_path(base)} is inconsistent: {len(chunks)} chunks, {dense.ntotal} vectors, "

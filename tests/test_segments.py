@@ -298,3 +298,21 @@ def test_merging_hnsw_segments_reuses_their_vectors(segmented, monkeypatch, corp
     np.testing.assert_allclose(
         idx.chunk_vectors(), load_index(fresh.index_path, fresh, embedder).chunk_vectors(), atol=1e-6
     )
+
+
+def test_chunk_table_gives_back_the_chunks_it_was_made_of(corpus, tmp_path):
+    """A loaded segment keeps its chunks as arrays; the Chunks it gives back are the ones written."""
+    from qa.chunking import chunk_document
+    from qa.corpus import load_corpus
+
+    docs, _ = load_corpus(corpus)
+    embedder = FakeEmbedder()
+    written = [c for d in docs for c in chunk_document(d, embedder.count_tokens, 200, 1, max_chars=1200)]
+    table = index_mod.ChunkTable.of(written)
+    assert len(table) == len(written) and list(table) == written and table == written
+    assert table[-1] == written[-1] and table[1:3] == written[1:3]
+    s = make_settings(corpus, tmp_path)
+    build_index(s, embedder)
+    idx = load_index(s.index_path, s, embedder)
+    assert isinstance(idx.segments[0].chunks, index_mod.ChunkTable)
+    assert list(idx.chunks) == written
