@@ -169,23 +169,26 @@ def read_corpus_file(corpus_dir: str | Path, source: str, max_bytes: int) -> byt
         os.close(fd)
 
 
-def scan_corpus(corpus_dir: Path) -> tuple[list[str], list[Skipped]]:
+def scan_corpus(corpus_dir: Path, stats: dict[str, tuple[int, int]] | None = None) -> tuple[list[str], list[Skipped]]:
     """The sources (relative POSIX paths, sorted) of the regular .txt/.md files under the folder,
     and the entries refused because they are symbolic links (to files or folders, dangling or
     looping: never followed, linked folders are not entered) or special files (FIFOs, sockets,
     devices), or because their name is not valid UTF-8 (shown with \\x escapes). Hidden names are
-    left out, other extensions ignored. Raises OSError for the folder."""
+    left out, other extensions ignored. Raises OSError for the folder. With ``stats``, each
+    source's (size, mtime_ns) is put there (from the directory entry: no second look-up)."""
     sources: list[str] = []
     skipped: list[Skipped] = []
     fd = os.open(corpus_dir, _DIR_FLAGS)
     try:
-        _scan(fd, "", sources, skipped, 0)
+        _scan(fd, "", sources, skipped, 0, stats)
     finally:
         os.close(fd)
     return sources, skipped
 
 
-def _scan(dir_fd: int, prefix: str, sources: list[str], skipped: list[Skipped], depth: int) -> None:
+def _scan(
+    dir_fd: int, prefix: str, sources: list[str], skipped: list[Skipped], depth: int, stats: dict | None = None
+) -> None:
     with os.scandir(dir_fd) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -207,12 +210,15 @@ def _scan(dir_fd: int, prefix: str, sources: list[str], skipped: list[Skipped], 
                     continue
                 sub = os.open(entry.name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
                 try:
-                    _scan(sub, rel + "/", sources, skipped, depth + 1)
+                    _scan(sub, rel + "/", sources, skipped, depth + 1, stats)
                 finally:
                     os.close(sub)
             elif entry.is_file(follow_symlinks=False):
                 if os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
                     sources.append(rel)
+                    if stats is not None:
+                        info = entry.stat(follow_symlinks=False)
+                        stats[rel] = (info.st_size, info.st_mtime_ns)
                 else:
                     log.debug("%s: not a .txt or .md file; ignored", rel)
             else:
@@ -258,8 +264,9 @@ def scan_documents(
         raise InputError("corpus folder is an empty path. Name a folder of .txt or .md articles.")
     folder = Path(corpus_dir)
     known = known or {}
+    stats: dict[str, tuple[int, int]] = {}
     try:
-        sources, skipped = scan_corpus(folder)
+        sources, skipped = scan_corpus(folder, stats)
     except FileNotFoundError:
         raise CorpusError(
             f"corpus folder {show_path(folder)} does not exist (set QA_CORPUS_DIR or pass corpus_dir)"
@@ -275,17 +282,16 @@ def scan_documents(
     docs: list[tuple[Document, tuple[int, int]]] = []
     same: set[str] = set()
     order: list[str] = []
-    root = os.fspath(folder)
     for source in sources:
         try:
-            info = os.stat(os.path.join(root, source), follow_symlinks=False)
+            size, mtime_ns = stats[source]
             seen = known.get(source)
-            if seen is not None and seen.get("size") == info.st_size and seen.get("mtime_ns") == info.st_mtime_ns:
+            if seen is not None and seen.get("size") == size and seen.get("mtime_ns") == mtime_ns:
                 same.add(source)
                 order.append(source)
                 continue
             doc = parse_document(source, read_corpus_file(folder, source, max_file_bytes))
-            docs.append((doc, (info.st_size, info.st_mtime_ns)))
+            docs.append((doc, (size, mtime_ns)))
             order.append(source)
         except OSError as e:
             skipped.append(Skipped(source, f"cannot be read: {e.strerror or e}"))
