@@ -184,10 +184,11 @@ def serve(args: argparse.Namespace, auth: list[tuple[str, str]] | None) -> int:
         log.warning("skipped %s", skipped)
 
     engine.warm_up()  # the model loads now, not on the first question
-    gradio_import.join()
-    from qa import ui
+    from qa import ui  # gradio is imported by build_ui, not here
 
-    demo = ui.build_ui(engine, read_only=args.read_only)
+    examples = ui.example_questions(engine)  # answers a few questions: done while gradio still imports
+    gradio_import.join()
+    demo = ui.build_ui(engine, read_only=args.read_only, examples=examples)
     mode = [
         "read-only" if args.read_only else "uploads on",
         f"password required ({len(auth)} user{'s' if len(auth) != 1 else ''})" if auth else "no password",

@@ -1056,10 +1056,14 @@ def named_upload_button(*args: Any, **kwargs: Any) -> Any:
     return button
 
 
-def build_ui(engine: Engine, *, read_only: bool = False, indexer: Indexer | None = None) -> Any:
+def build_ui(
+    engine: Engine, *, read_only: bool = False, indexer: Indexer | None = None, examples: list[str] | None = None
+) -> Any:
     """The chat as gr.Blocks, with API endpoints /ask (HTML) and /answer_json (Answer.to_dict()).
 
-    ``read_only`` leaves the upload control out (and the indexer refuses uploads)."""
+    ``read_only`` leaves the upload control out (and the indexer refuses uploads). ``examples``:
+    the example questions, when already computed (``example_questions``; app.py does it while
+    gradio is still being imported)."""
     import gradio as gr
 
     indexer = indexer or Indexer(engine, read_only=read_only)
@@ -1101,7 +1105,7 @@ def build_ui(engine: Engine, *, read_only: bool = False, indexer: Indexer | None
             raise gr.Error(reply.warning, print_exception=False)
         return reply.answer.to_dict()
 
-    examples = example_questions(engine)
+    examples = example_questions(engine) if examples is None else examples
     with gr.Blocks(title="Ask the articles", analytics_enabled=False) as demo:
         gr.Markdown(f"## Ask the articles\n{INTRO}")
         history = gr.State([])  # plain questions and answer texts, for follow-ups (kept on the server)
