@@ -98,7 +98,7 @@ def test_altered_graph_is_refused_naming_the_file(tmp_path):
     data = bytearray(graph.read_bytes())
     data[len(data) // 2] ^= 0xFF
     graph.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"embedder\.int8\.onnx.*does not match its card"):
+    with pytest.raises(ModelError, match=r"embedder\.int8\.onnx.*does not match the model card"):
         OnnxEmbedder(folder=folder).embed(["x"])
 
 

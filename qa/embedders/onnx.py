@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, shorten, show_path
-from ..files import sha256_file
+from ..files import check_file, sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 CARD_FILE = "embedder.json"
@@ -348,12 +348,5 @@ def checked_graph(folder: Path = WEIGHTS_DIR) -> tuple[Path, dict[str, Any]]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelError(f"embedder graph card {show_path(card_path)} is unreadable: {shorten(e, 80)}") from e
     graph = folder / str(name)
-    if not graph.is_file():
-        raise ModelError(f"embedder graph {show_path(graph)} is missing: reinstall the package")
-    digest = sha256_file(graph)
-    if digest != want:
-        raise ModelError(
-            f"embedder graph {show_path(graph)} does not match its card (sha256 {digest[:12]}…, the card says "
-            f"{str(want)[:12]}…): reinstall the package, or run python -m qa export-embedder"
-        )
+    check_file(graph, want, "embedder graph", "reinstall the package, or run python -m qa export-embedder")
     return graph, card

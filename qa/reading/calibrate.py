@@ -133,15 +133,7 @@ def main(args: argparse.Namespace, engine) -> int:
         },
         "note": "answered/refused use the model fitted on these same questions (in-sample)",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"reader_abstain_model = {model!r}")
-    print("threshold  answered(in)  refused(out)  accuracy(in)")
-    for r in rows:
-        print(
-            f"{r['threshold']:9.2f}  {r['answered_in_corpus']:12.3f}  {r['refused_out_of_corpus']:12.3f}"
-            f"  {r['accuracy_in_corpus']:12.3f}"
-        )
+    _write_and_print(out, report, "reader_abstain_model", model, rows)
     aa = report["always_answering"]
     print(
         f"always answering: accuracy {aa['accuracy_in_corpus']:.3f}, EM {aa['EM']:.3f}, F1 {aa['F1']:.3f} (in corpus); "
@@ -149,6 +141,19 @@ def main(args: argparse.Namespace, engine) -> int:
     )
     print(f"{len(X)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
     return 0
+
+
+def _write_and_print(out: Path, report: dict, setting: str, model: str, rows: list[dict]) -> None:
+    """The JSON report, then the model string and the table per threshold on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"{setting} = {model!r}")
+    print("threshold  answered(in)  refused(out)  accuracy(in)")
+    for r in rows:
+        print(
+            f"{r['threshold']:9.2f}  {r['answered_in_corpus']:12.3f}  {r['refused_out_of_corpus']:12.3f}"
+            f"  {r['accuracy_in_corpus']:12.3f}"
+        )
 
 
 def _picker(sq_engine, sample, build, out: Path) -> int:
@@ -198,14 +203,6 @@ def _picker(sq_engine, sample, build, out: Path) -> int:
         "seconds": round(time.perf_counter() - t0, 1),
         "note": "answered/refused use the model fitted on these same questions (in-sample)",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"abstain_model = {model!r}")
-    print("threshold  answered(in)  refused(out)  accuracy(in)")
-    for r in rows:
-        print(
-            f"{r['threshold']:9.2f}  {r['answered_in_corpus']:12.3f}  {r['refused_out_of_corpus']:12.3f}"
-            f"  {r['accuracy_in_corpus']:12.3f}"
-        )
+    _write_and_print(out, report, "abstain_model", model, rows)
     print(f"{len(sample)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
     return 0

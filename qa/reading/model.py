@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, show_path
-from ..files import sha256_file
+from ..files import check_file, sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "reader.safetensors"
@@ -287,15 +287,7 @@ def load_onnx(folder: Path = WEIGHTS_DIR, threads: int = 1):
 
 def _check_file(path: Path, expected: object, what: str) -> None:
     """ModelError unless ``path`` is a file whose sha256 is the model card's ``expected``."""
-    verb = "are" if what.endswith("s") else "is"
-    if not path.is_file():
-        raise ModelError(f"{what} {show_path(path)} {verb} missing: reinstall the package or train the reader")
-    digest = sha256_file(path)
-    if digest != expected:
-        raise ModelError(
-            f"{what} {show_path(path)} {'do' if verb == 'are' else 'does'} not match the model card (sha256 {digest[:12]}…, card says "
-            f"{str(expected)[:12]}…): reinstall the package or train the reader again"
-        )
+    check_file(path, expected, what, "reinstall the package or train the reader again")
 
 
 def read_card(folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
