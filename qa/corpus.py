@@ -169,13 +169,15 @@ def read_corpus_file(corpus_dir: str | Path, source: str, max_bytes: int) -> byt
         os.close(fd)
 
 
-def scan_corpus(corpus_dir: Path, stats: dict[str, tuple[int, int]] | None = None) -> tuple[list[str], list[Skipped]]:
+def scan_corpus(
+    corpus_dir: Path, stats: dict[str, tuple[int, int, int]] | None = None
+) -> tuple[list[str], list[Skipped]]:
     """The sources (relative POSIX paths, sorted) of the regular .txt/.md files under the folder,
     and the entries refused because they are symbolic links (to files or folders, dangling or
     looping: never followed, linked folders are not entered) or special files (FIFOs, sockets,
     devices), or because their name is not valid UTF-8 (shown with \\x escapes). Hidden names are
     left out, other extensions ignored. Raises OSError for the folder. With ``stats``, each
-    source's (size, mtime_ns) is put there (from the directory entry: no second look-up)."""
+    source's (size, mtime_ns, ctime_ns) is put there (from the directory entry: no second look-up)."""
     sources: list[str] = []
     skipped: list[Skipped] = []
     fd = os.open(corpus_dir, _DIR_FLAGS)
@@ -218,7 +220,7 @@ def _scan(
                     sources.append(rel)
                     if stats is not None:
                         info = entry.stat(follow_symlinks=False)
-                        stats[rel] = (info.st_size, info.st_mtime_ns)
+                        stats[rel] = (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
                 else:
                     log.debug("%s: not a .txt or .md file; ignored", rel)
             else:
@@ -255,16 +257,18 @@ def load_corpus(corpus_dir: str | Path, max_file_bytes: int = 5_000_000) -> tupl
 
 def scan_documents(
     corpus_dir: str | Path, max_file_bytes: int = 5_000_000, known: Mapping[str, Mapping[str, Any]] | None = None
-) -> tuple[list[tuple[Document, tuple[int, int]]], set[str], list[Skipped], list[str]]:
-    """Like ``load_corpus``, with each document's (size, mtime_ns); a file whose size and
-    ``mtime_ns`` are those ``known`` records for it is not read at all: its source is in the
+) -> tuple[list[tuple[Document, tuple[int, int, int]]], set[str], list[Skipped], list[str]]:
+    """Like ``load_corpus``, with each document's (size, mtime_ns, ctime_ns); a file whose size,
+    ``mtime_ns`` and ``ctime_ns`` are those ``known`` records for it is not read at all (the
+    change time catches a file replaced with its old size and modification time, as ``cp -p``
+    does; nobody can set it): its source is in the
     returned set (an index of 200,000 articles is brought up to date without reading them).
     The last item is every source read or recognised, in corpus order."""
     if str(corpus_dir) == "":
         raise InputError("corpus folder is an empty path. Name a folder of .txt or .md articles.")
     folder = Path(corpus_dir)
     known = known or {}
-    stats: dict[str, tuple[int, int]] = {}
+    stats: dict[str, tuple[int, int, int]] = {}
     try:
         sources, skipped = scan_corpus(folder, stats)
     except FileNotFoundError:
@@ -279,19 +283,24 @@ def scan_documents(
         raise CorpusError(f"corpus folder {show_path(folder)} cannot be read: {shorten(e.strerror or e)}") from None
     for s in skipped:
         log.warning("skipping corpus entry %s: %s", s.source, s.reason)
-    docs: list[tuple[Document, tuple[int, int]]] = []
+    docs: list[tuple[Document, tuple[int, int, int]]] = []
     same: set[str] = set()
     order: list[str] = []
     for source in sources:
         try:
-            size, mtime_ns = stats[source]
+            size, mtime_ns, ctime_ns = stats[source]
             seen = known.get(source)
-            if seen is not None and seen.get("size") == size and seen.get("mtime_ns") == mtime_ns:
+            if (
+                seen is not None
+                and seen.get("size") == size
+                and seen.get("mtime_ns") == mtime_ns
+                and seen.get("ctime_ns") == ctime_ns
+            ):
                 same.add(source)
                 order.append(source)
                 continue
             doc = parse_document(source, read_corpus_file(folder, source, max_file_bytes))
-            docs.append((doc, (size, mtime_ns)))
+            docs.append((doc, (size, mtime_ns, ctime_ns)))
             order.append(source)
         except OSError as e:
             skipped.append(Skipped(source, f"cannot be read: {e.strerror or e}"))

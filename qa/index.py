@@ -95,6 +95,7 @@ _MAX_POINTER_BYTES = 4096
 _MAX_INDEX_FILE_BYTES = 1 << 40  # index files are read whole; this only keeps read_regular_file's contract
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 _SEGMENT_NAME = re.compile(r"\As-[0-9]{6}\Z")
+STAT_REFRESH_MIN = 64  # touched-but-unchanged files that make a build record their new stat data
 RACY_SECONDS = 2.0  # a file modified this close to the build that indexed it is read again
 
 
@@ -826,8 +827,11 @@ def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) 
             rebuilt=rebuilt,
         )
         if previous is not None and not (plan.added or plan.updated or plan.removed):
-            if any(previous["documents"][s] != plan.meta[s] for s in plan.unchanged):
-                _write_manifest_only(index_dir, previous_folder, previous, plan)  # stat data refreshed
+            # Files touched but not changed were read again; with enough of them, their new stat
+            # data is recorded (a new version, same segments) so the next build need not read them.
+            touched = sum(1 for s in plan.unchanged if previous["documents"][s] != plan.meta[s])
+            if touched >= STAT_REFRESH_MIN:
+                _write_manifest_only(index_dir, previous_folder, previous, plan)
             return BuildReport(
                 documents=len(plan.docs),
                 chunks=int(previous["counts"]["chunks"]),
@@ -884,7 +888,9 @@ def _plan(settings: Settings, previous: dict[str, Any] | None) -> tuple[_Plan, l
     known = {
         s: m
         for s, m in old.items()
-        if isinstance(m.get("mtime_ns"), int) and m["mtime_ns"] < built_at - RACY_SECONDS * 1e9
+        if isinstance(m.get("mtime_ns"), int)
+        and isinstance(m.get("ctime_ns"), int)
+        and max(m["mtime_ns"], m["ctime_ns"]) < built_at - RACY_SECONDS * 1e9
     }
     docs, unchanged_stat, skipped, order = scan_documents(settings.corpus_path, settings.max_file_bytes, known)
     meta: dict[str, dict[str, Any]] = {}
@@ -895,7 +901,7 @@ def _plan(settings: Settings, previous: dict[str, Any] | None) -> tuple[_Plan, l
             meta[source] = dict(old[source])
             unchanged.append(source)
             continue
-        d, (size, mtime_ns) = by_source[source]
+        d, (size, mtime_ns, ctime_ns) = by_source[source]
         entry = {
             "title": d.title,
             "date": d.date,
@@ -904,9 +910,10 @@ def _plan(settings: Settings, previous: dict[str, Any] | None) -> tuple[_Plan, l
             "chars": len(d.text),
             "size": size,
             "mtime_ns": mtime_ns,
+            "ctime_ns": ctime_ns,
         }
         if source in old and old[source]["sha256"] == d.sha256:
-            meta[source] = dict(old[source], size=size, mtime_ns=mtime_ns)
+            meta[source] = dict(old[source], size=size, mtime_ns=mtime_ns, ctime_ns=ctime_ns)
             unchanged.append(source)
         else:
             meta[source] = dict(entry, chunks=0)
