@@ -25,8 +25,8 @@ chunks deleted: everything is merged into one segment again (vectors reused, not
 Term statistics are global: BM25 scores of every segment are rescaled to the idf over all segments.
 
 A build writes a new version folder and only then points CURRENT at it, so a build killed at
-any moment leaves the previous version loadable. Unchanged files (same size and mtime, or same
-sha256) reuse their chunks and vectors: nothing is embedded twice.
+any moment leaves the previous version loadable. Unchanged files (same size, mtime and ctime, or
+same sha256) reuse their chunks and vectors: nothing is embedded twice.
 
 Integrity: CURRENT holds the manifest's sha256, the manifest holds the sha256 and size of every
 other file (and must list every one of them), so no file of a version can be dropped or added
@@ -776,8 +776,8 @@ class _Plan:
 def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) -> BuildReport:
     """Bring the index in ``settings.index_dir`` up to date with ``settings.corpus_dir``.
 
-    Incremental: only new or changed files are read, chunked and embedded (a file whose size and
-    modification time are those recorded is not even read); deleted ones are dropped. A stale or
+    Incremental: only new or changed files are read, chunked and embedded (a file whose size,
+    modification and change times are those recorded is not even read); deleted ones are dropped. A stale or
     corrupt index is rebuilt from scratch (the reason is in the report).
     """
     t0 = time.perf_counter()
