@@ -144,21 +144,12 @@ class SentenceTransformerEmbedder:
             return np.ascontiguousarray(vectors, dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # like-sized texts batched: less padding
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        bar = None
-        if progress and len(texts) >= self.progress_min_texts and _on_terminal():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(texts), desc="embedding", unit="text")
-        try:
+        with progress_bar(len(texts), progress and len(texts) >= self.progress_min_texts) as advance:
             for k in range(0, len(order), self.batch_size):
                 rows = order[k : k + self.batch_size]
                 batch = [texts[i] for i in rows]
                 out[rows] = _INFERENCE.run(lambda batch=batch: encode(batch, cores), urgent=False)
-                if bar is not None:
-                    bar.update(len(rows))
-        finally:
-            if bar is not None:
-                bar.close()
+                advance(len(rows))
         return out
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -230,6 +221,22 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, wanted: bool) -> Iterator[Callable[[int], None]]:
+    """An ``advance(n)`` function: a tqdm bar of ``total`` texts when ``wanted`` and on a terminal,
+    else one that does nothing."""
+    if not (wanted and _on_terminal()):
+        yield lambda n: None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="embedding", unit="text")
+    try:
+        yield bar.update
+    finally:
+        bar.close()
 
 
 def _on_terminal() -> bool:

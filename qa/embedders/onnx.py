@@ -287,7 +287,7 @@ class OnnxEmbedder:
         return [self._run(sessions[0], batches[0]), *(f.result() for f in futures)]
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        from ..embedding import _INFERENCE, URGENT_TEXTS, _on_terminal
+        from ..embedding import _INFERENCE, URGENT_TEXTS, progress_bar
 
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -305,25 +305,16 @@ class OnnxEmbedder:
             else:
                 rows.append([i])
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        bar = None
-        if progress and len(texts) >= self.progress_min_texts and _on_terminal():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(texts), desc="embedding", unit="text")
-        try:
-            # One job per round of batches (one per session): a question asked meanwhile waits
-            # for one round at most.
+        # One job per round of batches (one per session): a question asked meanwhile waits for one
+        # round at most.
+        with progress_bar(len(texts), progress and len(texts) >= self.progress_min_texts) as advance:
             for g in range(0, len(rows), len(sessions)):
                 group = rows[g : g + len(sessions)]
                 batches = [[token_ids[i] for i in r] for r in group]
                 done = _INFERENCE.run(lambda batches=batches: self._side_by_side(batches), urgent=False)
                 for r, vectors in zip(group, done, strict=True):
                     out[r] = vectors
-                if bar is not None:
-                    bar.update(sum(len(r) for r in group))
-        finally:
-            if bar is not None:
-                bar.close()
+                advance(sum(len(r) for r in group))
         return out
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
