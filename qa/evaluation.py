@@ -306,8 +306,7 @@ def baseline_ranks(
     index, embedder, questions: Sequence[SquadQuestion], k: int = 5, batch: int = 256
 ) -> dict[str, list[int | None]]:
     """BM25-alone and dense-alone covering ranks (top ``k``) computed on the index directly."""
-    from . import lexical
-    from .retrieval import bm25_scores, bm25_search, dense_search
+    from .retrieval import dense_search, lexical_search
 
     out: dict[str, list[int | None]] = {"bm25": [], "dense": []}
     for b in range(0, len(questions), batch):
@@ -317,7 +316,7 @@ def baseline_ranks(
             d = dense_search(index, v, k)
             rows = sorted(d, key=lambda r: -d[r])
             out["dense"].append(hit_rank([_span(index, r) for r in rows], q))
-            s = bm25_search(bm25_scores(index, lexical.tokenize(q.question)), k)
+            s = lexical_search(index, q.question, k)
             rows = sorted(s, key=lambda r: -s[r])
             out["bm25"].append(hit_rank([_span(index, r) for r in rows], q))
     return out

@@ -46,7 +46,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -69,28 +68,30 @@ from .embedding import Embedder
 from .errors import IndexCorruptError, IndexFolderError, IndexStaleError, InputError, shorten, show_path
 from .files import sha256_file
 from .settings import Settings
-from .types import BuildReport, Chunk, Document, Span
+from .stores import chunk_id
+from .stores.bm25_lexical import BM25_DIR, Bm25LexicalStore, idf, write_terms
+from .stores.faiss_dense import FILE as FAISS_FILE
+from .stores.faiss_dense import FaissDenseStore
+from .types import BuildReport, Chunk, ChunkBatch, Document, Span
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3  # 3: segments, float16 sentence vectors, sizes and stat data in the manifest
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
+MILVUS_LITE_FILE = "milvus.db"  # store=milvus without milvus_uri: Milvus Lite, in the index folder
 LOCK = ".lock"
 # Files every segment holds (and bm25s's files under bm25/); the manifest's checksums must list
 # each of them, and every file present.
-SEGMENT_FILES = ("chunks.jsonl", "dense.faiss", "sentences.npy", "terms.json")
-BM25_DIR = "bm25"
+SEGMENT_FILES = ("chunks.jsonl", "sentences.npy", "terms.json")  # in every segment
+STORE_FILES = {"faiss": (FAISS_FILE,), "milvus": ()}  # the segment files of each store (and bm25/ for faiss)
 SINGLE_SEGMENT_BELOW = 5_000  # chunks: a smaller index is always rewritten as one segment
 MAX_SEGMENTS = 8
 MAX_DELETED_SHARE = 0.25
-HNSW_M = 32
 EMBED_SLICE = 50_000  # sentences embedded per call in a build
-HNSW_EF_CONSTRUCTION = 80
 # bm25s cannot index a corpus without a single term (only stop words, only words over
 # lexical.MAX_WORD_CHARS): it then gets this one, which no query can hold (the tokenizer never
 # yields a NUL), so BM25 finds nothing, as it should.
-NO_TERMS = "\x00"
 _MAX_POINTER_BYTES = 4096
 _MAX_INDEX_FILE_BYTES = 1 << 40  # index files are read whole; this only keeps read_regular_file's contract
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
@@ -222,8 +223,8 @@ class Segment:
 
     name: str
     chunks: Sequence[Chunk]  # a ChunkTable when loaded
-    dense: Any  # faiss.Index
-    bm25: Any  # bm25s.BM25
+    dense: FaissDenseStore | None  # None when the index's store is a server (Milvus)
+    bm25: Bm25LexicalStore | None
     sentence_vectors: np.ndarray  # float16 (memory-mapped when the index was not read whole)
     sentence_rows: np.ndarray  # first row in sentence_vectors of each chunk's sentences (+ the total)
     n: int  # chunks its term statistics count (deleted ones included, as in Lucene)
@@ -242,6 +243,10 @@ class Segment:
         else:
             self.live = np.ones(len(self.chunks), dtype=bool)
         self.n_deleted = len(self.chunks) - int(self.live.sum())
+        if self.dense is not None:
+            self.dense = self.dense.with_live(self.live.copy())
+        if self.bm25 is not None:
+            self.bm25 = self.bm25.with_live(self.live.copy())
 
     def with_deleted(self, deleted: frozenset[str]) -> Segment:
         return Segment(
@@ -259,6 +264,7 @@ class Index:
     manifest: dict[str, Any]
     segments: list[Segment]
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    store: Any = None  # a server store (MilvusStore) searched instead of the segments' FAISS and bm25s
     chunks: Sequence[Chunk] = field(init=False)
     offsets: list[int] = field(init=False)  # first global row of each segment
     live: np.ndarray = field(init=False)  # bool per global row
@@ -281,6 +287,8 @@ class Index:
             self.df = dict(df)
         self.n_stats = sum(s.n for s in self.segments)
         self._segment_of = np.repeat(np.arange(len(self.segments)), [len(s.chunks) for s in self.segments])
+        self._bm25_cache: dict[str, np.ndarray] = {}
+        self._rows_of_ids: dict[int, int] | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -309,12 +317,14 @@ class Index:
 
     def chunk_vector(self, row: int) -> np.ndarray:
         seg, local = self._locate(row)
-        return seg.dense.reconstruct(local)
+        if seg.dense is None:
+            raise ValueError("chunk vectors of this index are in its server store, not in its segments")
+        return seg.dense.vector(local)
 
     def chunk_vectors(self, rows: list[int] | None = None) -> np.ndarray:
         """Vectors of the given global rows (all rows, deleted ones included, when None)."""
         if rows is None:
-            parts = [s.dense.reconstruct_n(0, s.dense.ntotal) for s in self.segments if s.dense.ntotal]
+            parts = [s.dense.vectors() for s in self.segments if s.dense is not None and len(s.chunks)]
             return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
         if not rows:
             return np.zeros((0, self.dimension), np.float32)
@@ -342,54 +352,120 @@ class Index:
     # ------------------------------------------------------------ search
 
     def dense_search(self, query_vector: np.ndarray, n: int, ef_search: int = 128) -> dict[int, float]:
-        """Global row -> inner product, for the ``n`` nearest live chunks over all segments."""
-        import faiss
-
-        q = np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32)
+        """Global row -> inner product, for the ``n`` nearest live chunks over all segments (or
+        in the server store)."""
+        if n <= 0:
+            return {}
+        if self.store is not None:
+            return self._rows(self.store.dense.search(query_vector, n))
         found: dict[int, float] = {}
         for seg, offset in zip(self.segments, self.offsets, strict=True):
-            total = seg.dense.ntotal
-            want = min(total, n + seg.n_deleted)
-            if want <= 0:
-                continue
-            if isinstance(seg.dense, faiss.IndexHNSW):
-                params = faiss.SearchParametersHNSW(efSearch=max(ef_search, want))
-                scores, rows = seg.dense.search(q, want, params=params)
-            else:
-                scores, rows = seg.dense.search(q, want)
-            for r, score in zip(rows[0], scores[0], strict=True):
-                if r >= 0 and seg.live[r]:
-                    found[offset + int(r)] = float(score)
+            seg.dense.ef_search = ef_search
+            for i, score in seg.dense.search(query_vector, n):
+                found[offset + i] = score
         if len(found) > n:
             keep = sorted(found, key=lambda r: (-found[r], r))[:n]
             found = {r: found[r] for r in keep}
         return found
 
+    def dense_scores(self, query_vector: np.ndarray, rows: Sequence[int]) -> dict[int, float]:
+        """Global row -> inner product of the query and that chunk, for the live ``rows``."""
+        rows = [int(r) for r in rows if self.is_live(int(r))]
+        if self.store is not None:
+            ids = self._ids_of(rows)
+            return self._rows(self.store.dense.search(query_vector, len(ids), ids=ids)) if ids else {}
+        return {r: float(self.chunk_vector(r) @ query_vector) for r in rows}
+
+    def lexical_search(self, query: str, n: int) -> dict[int, float]:
+        """Global row -> BM25 score, for the ``n`` best chunks with a positive score."""
+        if n <= 0:
+            return {}
+        if self.store is not None:
+            return self._rows(self.store.lexical.search(query, n))
+        return top_positive(self._bm25_of(query), n)
+
+    def lexical_scores(self, query: str, rows: Sequence[int]) -> dict[int, float]:
+        """Global row -> BM25 score of that chunk for ``query`` (0 when none), for the live ``rows``."""
+        rows = [int(r) for r in rows if self.is_live(int(r))]
+        if self.store is not None:
+            ids = self._ids_of(rows)
+            found = self._rows(self.store.lexical.search(query, len(ids), ids=ids)) if ids else {}
+            return {r: found.get(r, 0.0) for r in rows}
+        scores = self._bm25_of(query)
+        return {r: float(scores[r]) for r in rows}
+
+    def _bm25_of(self, query: str) -> np.ndarray:
+        """bm25_scores of the query's terms; the last few queries' are kept (a search asks for the
+        top ones, then for the scores of the passages it keeps)."""
+        got = self._bm25_cache.get(query)
+        if got is None:
+            got = self.bm25_scores(lexical.tokenize(query))
+            if len(self._bm25_cache) >= 8:
+                self._bm25_cache.clear()
+            self._bm25_cache[query] = got
+        return got
+
     def bm25_scores(self, terms: list[str]) -> np.ndarray:
         """BM25 score of every global row for the query terms (zeros when no term is known, and
         for deleted rows). With several segments each term's scores are rescaled from the
         segment's idf to the idf over all segments."""
+        if self.store is not None:
+            raise ValueError("BM25 of this index is in its server store: use lexical_search")
         out = np.zeros(len(self.chunks), dtype=np.float32)
         if len(self.segments) == 1:
-            seg = self.segments[0]
-            known = [t for t in terms if t in seg.bm25.vocab_dict]
-            if known:
-                out[:] = np.asarray(seg.bm25.get_scores(known), dtype=np.float32)
+            out[:] = self.segments[0].bm25.term_scores(terms)
         else:
             for seg, offset in zip(self.segments, self.offsets, strict=True):
                 for t in terms:
-                    if t not in seg.bm25.vocab_dict:
+                    if not seg.bm25.knows(t):
                         continue
-                    ratio = _idf(self.n_stats, self.df.get(t, 0)) / _idf(seg.n, seg.df.get(t, 0))
-                    out[offset : offset + len(seg.chunks)] += ratio * np.asarray(seg.bm25.get_scores([t]), np.float32)
+                    ratio = idf(self.n_stats, self.df.get(t, 0)) / idf(seg.n, seg.df.get(t, 0))
+                    out[offset : offset + len(seg.chunks)] += ratio * seg.bm25.term_scores([t])
         if not self.live.all():
             out[~self.live] = 0.0
         return out
 
+    # ------------------------------------------------------------ server store ids
 
-def _idf(n: int, df: int) -> float:
-    """BM25's idf, as bm25s ('lucene') computes it."""
-    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+    def chunk_ids(self) -> dict[int, int]:
+        """Chunk id in the server store -> global row, for every live chunk (computed once)."""
+        if self._rows_of_ids is None:
+            ids: dict[int, int] = {}
+            of_row = np.full(len(self.chunks), -1, dtype=np.int64)
+            for seg, offset in zip(self.segments, self.offsets, strict=True):
+                table = seg.chunks
+                previous, ordinal = None, 0
+                for local in range(len(table)):
+                    source = table.source(local) if isinstance(table, ChunkTable) else table[local].source
+                    ordinal = ordinal + 1 if source == previous else 0
+                    previous = source
+                    if seg.live[local]:
+                        key = chunk_id(source, self.documents[source]["sha256"], ordinal)
+                        ids[key] = offset + local
+                        of_row[offset + local] = key
+            self._ids_of_rows = of_row
+            self._rows_of_ids = ids
+        return self._rows_of_ids
+
+    def _ids_of(self, rows: list[int]) -> list[int]:
+        self.chunk_ids()
+        return [int(i) for i in self._ids_of_rows[rows] if i >= 0]
+
+    def _rows(self, found: list[tuple[int, float]]) -> dict[int, float]:
+        """Server store results as global rows; ids this version does not hold (left by a build
+        under way or killed) are skipped."""
+        rows = self.chunk_ids()
+        return {rows[i]: float(score) for i, score in found if i in rows}
+
+
+def top_positive(scores: np.ndarray, n: int) -> dict[int, float]:
+    """Row -> score, for the ``n`` best rows with a positive score, best first."""
+    n = min(n, len(scores))
+    if n <= 0:
+        return {}
+    top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return {int(r): float(scores[r]) for r in top if scores[r] > 0}
 
 
 # ---------------------------------------------------------------- loading
@@ -494,6 +570,7 @@ def _check_listing(folder: Path, manifest: dict[str, Any]) -> list[dict[str, Any
     path = folder / MANIFEST
     checksums, sizes = manifest["checksums"], manifest["sizes"]
     segments = manifest["segments"]
+    kind = store_kind(manifest)
     names = []
     for entry in segments:
         name = entry.get("name") if isinstance(entry, dict) else None
@@ -504,10 +581,10 @@ def _check_listing(folder: Path, manifest: dict[str, Any]) -> list[dict[str, Any
         if not isinstance(entry.get("deleted", []), list) or not isinstance(entry.get("n"), int):
             raise IndexCorruptError(f"index manifest {show_path(path)} has a bad segment entry for {name}")
         names.append(name)
-        for rel in SEGMENT_FILES:
+        for rel in SEGMENT_FILES + STORE_FILES[kind]:
             if f"{name}/{rel}" not in checksums:
                 raise IndexCorruptError(f"index manifest {show_path(path)} lacks a checksum for {name}/{rel}")
-        if not any(rel.startswith(f"{name}/{BM25_DIR}/") for rel in checksums):
+        if kind == "faiss" and not any(rel.startswith(f"{name}/{BM25_DIR}/") for rel in checksums):
             raise IndexCorruptError(
                 f"index manifest {show_path(path)} lacks checksums for the {name}/{BM25_DIR}/ files"
             )
@@ -570,9 +647,33 @@ def _reason(e: BaseException) -> str:
     return shorten(e, 100)
 
 
+def store_kind(manifest: dict[str, Any]) -> str:
+    """The store an index was built for ('faiss' when the manifest names none); a store this
+    version does not know is an IndexCorruptError."""
+    kind = manifest.get("store", {}).get("kind", "faiss") if isinstance(manifest.get("store", {}), dict) else None
+    if kind not in STORE_FILES:
+        raise IndexCorruptError(f"index manifest names an unknown store {shorten(repr(manifest.get('store')), 80)}")
+    return kind
+
+
+def store_entry(settings: Settings) -> dict[str, Any]:
+    """What the manifest records of the store the settings choose (a server's URI without secrets)."""
+    if settings.store == "milvus":
+        from .stores.milvus import redact_uri
+
+        return {"kind": "milvus", "uri": redact_uri(milvus_uri(settings)), "collection": settings.milvus_collection}
+    return {"kind": "faiss"}
+
+
+def milvus_uri(settings: Settings) -> str:
+    """``milvus_uri``, or the Milvus Lite file beside the index versions when it is empty."""
+    return settings.milvus_uri or str(settings.index_path / MILVUS_LITE_FILE)
+
+
 def check_compatible(manifest: dict[str, Any], settings: Settings, embedder: Embedder) -> None:
     """Raise IndexStaleError when the index was built another way than we would build it now."""
     expected = {
+        "store": store_entry(settings),
         "format_version": FORMAT_VERSION,
         "model_id": embedder.model_id,
         "dimension": embedder.dimension,
@@ -580,7 +681,7 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, embedder: Emb
         "chunk_max_chars_per_token": MAX_CHARS_PER_TOKEN,
     }
     for key, want in expected.items():
-        if manifest.get(key) != want:
+        if (manifest.get(key) if key != "store" else manifest.get(key, {"kind": "faiss"})) != want:
             raise IndexStaleError(
                 f"index was built with {key}={shorten(repr(manifest.get(key)), 100)}, now {shorten(repr(want), 100)}"
             )
@@ -621,6 +722,7 @@ def load_index(
         limit = settings.verify_max_bytes if settings is not None else Settings.verify_max_bytes
         verify = sum(manifest["sizes"].values()) <= limit
     known = {s.name: s for s in reuse.segments} if reuse is not None else {}
+    ef = settings.hnsw_ef_search if settings is not None else Settings.hnsw_ef_search
     segments = []
     for entry in entries:
         name = entry["name"]
@@ -630,8 +732,29 @@ def load_index(
         if old is not None and old.checksums == mine:
             segments.append(old.with_deleted(deleted))
         else:
-            segments.append(_load_segment(folder, name, entry, mine, manifest["sizes"], verify, deleted))
-    return Index(path=folder, manifest=manifest, segments=segments, documents=manifest["documents"])
+            segments.append(
+                _load_segment(folder, name, entry, mine, manifest["sizes"], verify, deleted, store_kind(manifest), ef)
+            )
+    store = None
+    if store_kind(manifest) == "milvus":
+        store = reuse.store if reuse is not None and reuse.store is not None else open_server_store(manifest, settings)
+    return Index(path=folder, manifest=manifest, segments=segments, documents=manifest["documents"], store=store)
+
+
+def open_server_store(manifest: dict[str, Any], settings: Settings | None):
+    """The Milvus store an index was built with: at ``milvus_uri`` (the manifest's URI has no
+    secrets and is only used when no settings are given), token from ``QA_MILVUS_TOKEN``."""
+    from .stores import open_milvus
+
+    entry = manifest["store"]
+    uri = milvus_uri(settings) if settings is not None else entry["uri"]
+    meta = store_meta(manifest["model_id"], manifest["dimension"], manifest["chunking"])
+    return open_milvus(uri, entry["collection"], dimension=int(manifest["dimension"]), meta=meta)
+
+
+def store_meta(model_id: str, dimension: int, chunking: dict[str, Any]) -> dict[str, Any]:
+    """How a server store's chunks were made (a collection made another way is refused)."""
+    return {"model_id": model_id, "dimension": dimension, "chunking": chunking, "format_version": FORMAT_VERSION}
 
 
 class RowFile:
@@ -693,10 +816,16 @@ def _lines(path: Path) -> Iterator[bytes]:
 
 
 def _load_segment(
-    folder: Path, name: str, entry: dict, checksums: dict[str, str], sizes: dict[str, int], verify: bool, deleted
+    folder: Path,
+    name: str,
+    entry: dict,
+    checksums: dict[str, str],
+    sizes: dict[str, int],
+    verify: bool,
+    deleted,
+    kind: str = "faiss",
+    ef_search: int = 128,
 ) -> Segment:
-    import faiss
-
     base = folder / name
     data: dict[str, bytes] = {}
     for rel, want in checksums.items():
@@ -719,16 +848,16 @@ def _load_segment(
             row = json.loads(line)
             builder.add(row["source"], row["start"], row["end"], row["text"], row["sentences"])
         chunks = builder.table()
-        if "dense.faiss" in data:
-            dense = faiss.deserialize_index(np.frombuffer(data["dense.faiss"], dtype=np.uint8))
-        else:
-            dense = faiss.read_index(str(base / "dense.faiss"))
         if "sentences.npy" in data:
             sentence_vectors = np.load(io.BytesIO(data["sentences.npy"]), allow_pickle=False)
         else:  # read block by block from the file: only the blocks of the passages read are in memory
             sentence_vectors = RowFile(base / "sentences.npy")
         terms = json.loads(raw("terms.json").decode("utf-8"))
-        bm25 = _load_bm25(base / BM25_DIR, mmap=not verify)
+        dense = bm25 = None
+        if kind == "faiss":
+            sources = _SourceColumn(chunks)
+            dense = FaissDenseStore.load(base, sources, data=data.get(FAISS_FILE), ef_search=ef_search)
+            bm25 = Bm25LexicalStore.load(base, sources, terms=terms, texts=chunks.texts, mmap=not verify)
     except IndexCorruptError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever broke, the index is not usable
@@ -736,27 +865,30 @@ def _load_segment(
             f"index segment {show_path(base)} could not be read: {type(e).__name__}: {shorten(e, 100)}"
         ) from e
     rows = chunks.sent_first
-    if dense.ntotal != len(chunks) or sentence_vectors.shape[0] != rows[-1] or entry.get("n") != terms.get("n"):
+    n_vectors = dense.index.ntotal if dense is not None else len(chunks)
+    if n_vectors != len(chunks) or sentence_vectors.shape[0] != rows[-1] or entry.get("n") != terms.get("n"):
         raise IndexCorruptError(
-            f"index segment {show_path(base)} is inconsistent: {len(chunks)} chunks, {dense.ntotal} vectors, "
+            f"index segment {show_path(base)} is inconsistent: {len(chunks)} chunks, {n_vectors} vectors, "
             f"{sentence_vectors.shape[0]} sentence vectors for {int(rows[-1])} sentences"
         )
     return Segment(name, chunks, dense, bm25, sentence_vectors, rows, int(terms["n"]), terms["df"], deleted, checksums)
 
 
-def _bm25s():
-    """bm25s, imported; its import sets its own logger to DEBUG (printing "Building index from
-    tokens" under any logging set-up): we put it back under the application's configuration."""
-    import bm25s
+class _SourceColumn(Sequence):
+    """The source of each chunk of a table, as a sequence (what a store's ``remove`` goes by)."""
 
-    logger = logging.getLogger("bm25s")
-    if logger.level == logging.DEBUG:
-        logger.setLevel(logging.NOTSET)
-    return bm25s
+    def __init__(self, table: ChunkTable) -> None:
+        self.table = table
 
+    def __len__(self) -> int:
+        return len(self.table)
 
-def _load_bm25(folder: Path, mmap: bool = False):
-    return _bm25s().BM25.load(str(folder), show_progress=False, verbosity=0, mmap=mmap)
+    def __getitem__(self, i):
+        return self.table.source(i)
+
+    def __iter__(self):
+        names = self.table.sources
+        return (names[k] for k in self.table.source_ids.tolist())
 
 
 # ---------------------------------------------------------------- building
@@ -857,6 +989,8 @@ def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) 
         for k in range(0, len(sent_texts), EMBED_SLICE):
             part = sent_texts[k : k + EMBED_SLICE]
             sent_vecs[k : k + len(part)] = embedder.embed(part, progress=len(sent_texts) <= EMBED_SLICE)
+        if settings.store != "faiss":
+            _sync_server_store(settings, embedder, previous, plan, new_chunks, chunk_vecs)
         try:
             manifest = _write_version(
                 index_dir, settings, embedder, previous_folder, previous, plan, new_chunks, chunk_vecs, sent_vecs
@@ -875,6 +1009,35 @@ def build_index(settings: Settings, embedder: Embedder, *, force: bool = False) 
             **report_base,
             **_shape(manifest),
         )
+
+
+def _sync_server_store(settings, embedder, previous, plan: _Plan, new_chunks: list[Chunk], chunk_vecs) -> None:
+    """Bring the server store up to date before the new version is published: chunks of changed
+    and removed documents deleted (everything, when rebuilding), new chunks upserted under their
+    stable ids. Both are idempotent, so a build killed half-way is completed by the next one (and
+    until then, ids the live version does not know are skipped by its searches)."""
+    from .stores import open_milvus
+
+    meta = store_meta(embedder.model_id, embedder.dimension, settings.chunking_fingerprint())
+    store = open_milvus(milvus_uri(settings), settings.milvus_collection, dimension=embedder.dimension, meta=meta)
+    if previous is None:
+        store.clear()
+    elif plan.updated or plan.removed:
+        store.remove(plan.updated + plan.removed)
+    ids, previous_source, ordinal = [], None, 0
+    for c in new_chunks:
+        ordinal = ordinal + 1 if c.source == previous_source else 0
+        previous_source = c.source
+        ids.append(chunk_id(c.source, plan.meta[c.source]["sha256"], ordinal))
+    if new_chunks:
+        batch = ChunkBatch(
+            np.array(ids, dtype=np.int64),
+            [c.source for c in new_chunks],
+            [c.text for c in new_chunks],
+            chunk_vecs,
+            [plan.meta[c.source]["sha256"] for c in new_chunks],
+        )
+        store.add(batch)
 
 
 def _shape(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -1019,7 +1182,7 @@ def _merged(plan, kept, previous_folder, new_chunks, chunk_vecs, sent_vecs, sett
                 if c.source in plan.meta and c.source not in fresh:
                     cs, cv, sv = by_source.setdefault(c.source, ([], [], []))
                     cs.append(c)
-                    cv.append(reuse.chunk_vector(r)[None, :])
+                    cv.append(reuse.chunk_vector(r)[None, :] if settings.store == "faiss" else np.zeros((1, 0)))
                     sv.append(reuse.sentence_block(r).astype(np.float16))
     dim = embedder.dimension
     chunks: list[Chunk] = []
@@ -1031,6 +1194,8 @@ def _merged(plan, kept, previous_folder, new_chunks, chunk_vecs, sent_vecs, sett
         cvecs += cv
         svecs += sv
         plan.meta[s]["chunks"] = len(cs)
+    if settings.store != "faiss":  # chunk vectors live in the server store
+        cvecs = []
     return (
         chunks,
         np.concatenate(cvecs) if cvecs else np.zeros((0, dim), np.float32),
@@ -1041,9 +1206,6 @@ def _merged(plan, kept, previous_folder, new_chunks, chunk_vecs, sent_vecs, sett
 def _write_segment(
     folder: Path, name: str, chunks, chunk_vecs, sent_vecs, settings: Settings, checksums: dict, sizes: dict
 ) -> dict[str, Any]:
-    import faiss
-
-    bm25s = _bm25s()
     folder.mkdir()
     with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
         for c in chunks:
@@ -1055,25 +1217,21 @@ def _write_segment(
                 "sentences": [[s.start, s.end] for s in c.sentences],
             }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    dim = chunk_vecs.shape[1]
-    vecs = np.ascontiguousarray(chunk_vecs, dtype=np.float32)
-    if len(chunks) >= settings.hnsw_min_chunks:
-        dense = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        dense.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        kind = {"type": "hnsw", "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
-    else:
-        dense = faiss.IndexFlatIP(dim)
-        kind = {"type": "flat"}
-    if len(vecs):
-        dense.add(vecs)
-    faiss.write_index(dense, str(folder / "dense.faiss"))
     np.save(folder / "sentences.npy", np.ascontiguousarray(sent_vecs, dtype=np.float16), allow_pickle=False)
-    tokens = [lexical.tokenize(c.text) for c in chunks]
-    df = Counter(t for toks in tokens for t in set(toks))
-    (folder / "terms.json").write_text(json.dumps({"n": len(chunks), "df": df}, ensure_ascii=False), encoding="utf-8")
-    bm25 = bm25s.BM25()
-    bm25.index(tokens if any(tokens) else [[NO_TERMS] for _ in tokens], show_progress=False)
-    bm25.save(str(folder / BM25_DIR), show_progress=False)
+    ids = np.arange(len(chunks), dtype=np.int64)
+    vectors = chunk_vecs if settings.store == "faiss" else None
+    batch = ChunkBatch(ids, [c.source for c in chunks], [c.text for c in chunks], vectors)
+    lexical_store = Bm25LexicalStore()
+    lexical_store.add(batch)
+    if settings.store == "faiss":
+        dense = FaissDenseStore(sent_vecs.shape[1], hnsw=len(chunks) >= settings.hnsw_min_chunks)
+        dense.add(batch)
+        dense.save(folder)
+        lexical_store.save(folder)
+        kind = dense.kind_detail
+    else:  # the vectors and BM25 are in the server store; the term statistics stay here for reading
+        write_terms(folder, lexical_store.n, lexical_store.df)
+        kind = {"type": settings.store}
     for p in sorted(folder.rglob("*")):
         if p.is_file():
             rel = f"{name}/{p.relative_to(folder).as_posix()}"
@@ -1118,6 +1276,7 @@ def _manifest(settings, embedder, plan: _Plan, segments, next_id, checksums, siz
         "dimension": embedder.dimension,
         "chunking": settings.chunking_fingerprint(),
         "chunk_max_chars_per_token": MAX_CHARS_PER_TOKEN,
+        "store": store_entry(settings),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "built_ns": time.time_ns(),
         "documents": documents,

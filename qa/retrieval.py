@@ -9,7 +9,7 @@ import numpy as np
 
 from . import lexical
 from .embedding import Embedder
-from .index import Index
+from .index import Index, top_positive
 from .reading.features import question_terms, sentence_features, sentence_score
 from .settings import Settings
 from .types import Passage
@@ -40,12 +40,12 @@ def bm25_scores(index: Index, terms: list[str]) -> np.ndarray:
 
 def bm25_search(scores: np.ndarray, n: int) -> dict[int, float]:
     """Chunk row -> BM25 score, for the ``n`` best chunks with a positive score."""
-    n = min(n, len(scores))
-    if n <= 0:
-        return {}
-    top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return {int(r): float(scores[r]) for r in top if scores[r] > 0}
+    return top_positive(scores, n)
+
+
+def lexical_search(index: Index, query: str, n: int) -> dict[int, float]:
+    """Chunk row -> BM25 score, for the ``n`` best chunks for the question text ``query``."""
+    return index.lexical_search(query, n)
 
 
 def fuse(dense: dict[int, float], bm25: dict[int, float], settings: Settings) -> dict[int, float]:
@@ -72,25 +72,29 @@ def search(
     queries = [query, *[q for q in also if q and q != query]]
     qvecs = embedder.embed(queries)
     dense_best: dict[int, float] = {}
-    bm25_all = np.zeros(len(index.chunks), dtype=np.float32)
     fused: dict[int, float] = {}
     for q, qvec in zip(queries, qvecs, strict=True):
         dense = dense_search(index, qvec, settings.candidates, settings.hnsw_ef_search)
-        scores = bm25_scores(index, lexical.tokenize(q))
-        for row, score in fuse(dense, bm25_search(scores, settings.candidates), settings).items():
+        lexical_top = lexical_search(index, q, settings.candidates)
+        for row, score in fuse(dense, lexical_top, settings).items():
             fused[row] = fused.get(row, 0.0) + score
         for row, score in dense.items():
             dense_best[row] = max(score, dense_best.get(row, -1.0))
-        bm25_all = np.maximum(bm25_all, scores)
     depth = max(k, settings.rerank_depth)
     best = sorted(fused, key=lambda r: (-fused[r], r))[:depth]
+    # every phrasing's best scores of the passages kept (those outside a top list asked for)
+    bm25_best: dict[int, float] = dict.fromkeys(best, 0.0)
+    missing_dense = [r for r in best if r not in dense_best]
+    for q, qvec in zip(queries, qvecs, strict=True):
+        for row, score in index.lexical_scores(q, best).items():
+            bm25_best[row] = max(score, bm25_best[row])
+        for row, score in index.dense_scores(qvec, missing_dense).items():
+            dense_best[row] = max(score, dense_best.get(row, -1.0))
     passages = []
     for row in best:
         c = index.chunks[row]
         meta = index.documents.get(c.source, {})
-        dense_score = dense_best.get(row)
-        if dense_score is None:
-            dense_score = float(max(index.chunk_vector(row) @ v for v in qvecs))
+        dense_score = dense_best.get(row, 0.0)
         passages.append(
             Passage(
                 text=c.text,
@@ -101,7 +105,7 @@ def search(
                 start=c.start,
                 end=c.end,
                 dense_score=float(dense_score),
-                bm25_score=float(bm25_all[row]),
+                bm25_score=float(bm25_best[row]),
                 chunk_id=row,
             )
         )

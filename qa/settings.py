@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, show
+from .stores import STORES
 
 
 def _s(default: Any, help: str) -> Any:
@@ -60,6 +62,19 @@ class Settings:
         "An index up to this size is checked against its sha256s at every load; a bigger one by file sizes "
         "(python -m qa index --verify checks every byte).",
     )
+
+    # Store
+    store: str = _s(
+        "faiss",
+        "Where chunk vectors and BM25 live: 'faiss' (FAISS + bm25s files in the index folder) or 'milvus' "
+        '(one Milvus collection; needs pip install -e ".[milvus]"). An index built for one is rebuilt for the other.',
+    )
+    milvus_uri: str = _s(
+        "",
+        "store=milvus: a Milvus server or cluster (http://host:19530); empty: Milvus Lite in index_dir/milvus.db. "
+        "The token, if any, is read from QA_MILVUS_TOKEN and never recorded.",
+    )
+    milvus_collection: str = _s("qa_chunks", "store=milvus: the collection (letters, digits and _, at most 255).")
 
     # Retrieval
     candidates: int = _s(100, "Results taken from each of dense and BM25 before fusion.")
@@ -145,6 +160,26 @@ class Settings:
             coef = []
         if len(coef) != ABSTAIN_FEATURES + 1 or not all(map(math.isfinite, coef)):
             _bad("abstain_model", self.abstain_model, f"{ABSTAIN_FEATURES + 1} comma-separated numbers")
+        for name in _PATHS:
+            value = getattr(self, name)
+            if "\x00" in value:
+                _bad(name, value, "a path without a NUL character")
+        if not self.model_id.strip():
+            _bad("model_id", self.model_id, "a model id (it is recorded in the index manifest)")
+        if self.store not in STORES:
+            _bad("store", self.store, f"one of {', '.join(map(repr, STORES))}")
+        if not _COLLECTION.match(self.milvus_collection):
+            _bad(
+                "milvus_collection",
+                self.milvus_collection,
+                "a name of letters, digits and _ (at most 255, not a digit first)",
+            )
+        if self.milvus_uri and not _URI.match(self.milvus_uri):
+            _bad(
+                "milvus_uri",
+                self.milvus_uri,
+                "empty, an http(s):// or tcp:// URI, or a path ending in .db (Milvus Lite)",
+            )
         if self.embedder not in EMBEDDERS:
             _bad("embedder", self.embedder, f"one of {', '.join(map(repr, EMBEDDERS))}")
         if self.embedder == "onnx" and self.model_id != DEFAULT_MODEL_ID:
@@ -186,6 +221,12 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def section(self, stage: str) -> dict[str, Any]:
+        """The settings of one stage (a key of ``SECTIONS``), by name."""
+        if stage not in SECTIONS:
+            raise InputError(f"settings have no section {show(stage)}; they are {', '.join(SECTIONS)}")
+        return {name: getattr(self, name) for name in SECTIONS[stage]}
+
     @property
     def corpus_path(self) -> Path:
         return Path(self.corpus_dir)
@@ -204,12 +245,15 @@ class Settings:
 
 
 FUSIONS = ("rrf", "weighted")
+_COLLECTION = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
+_URI = re.compile(r"\A(?:(?:https?|tcp|grpc)://\S+|.+\.db)\Z", re.IGNORECASE)
 EMBEDDERS = ("onnx", "sentence-transformers")
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.abstain_features)
 READERS = ("trained", "picker")
 READER_BACKENDS = ("auto", "onnx", "torch")
 READER_ABSTAIN_FEATURES = 9  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
+_PATHS = ("corpus_dir", "index_dir", "model_path", "reader_weights", "milvus_uri")  # checked for NUL at creation
 # The least each integer setting may be; every other integer setting must be at least 0.
 _MIN_INT = {
     "max_file_bytes": 1,
@@ -261,3 +305,43 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
 def describe() -> list[tuple[str, Any, str]]:
     """(name, default, help) for every setting, in order."""
     return [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(Settings)]
+
+
+# The settings of each stage of the pipeline, in pipeline order (every setting in exactly one).
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "folders": ("corpus_dir", "index_dir"),
+    "corpus": ("max_file_bytes",),
+    "chunking": ("chunk_max_tokens", "chunk_overlap_sentences"),
+    "embedding": ("embedder", "model_id", "model_path", "batch_size", "progress_min_texts"),
+    "index": ("hnsw_min_chunks", "hnsw_ef_search", "verify_max_bytes"),
+    "store": ("store", "milvus_uri", "milvus_collection"),
+    "retrieval": (
+        "candidates", "fusion", "rrf_k", "dense_weight", "rerank_depth", "w_rerank_dense", "w_rerank_bm25",
+        "w_rerank_type",
+    ),
+    "limits": ("max_question_chars", "max_k", "max_history_messages", "max_history_chars"),
+    "conversation": ("history_turns",),
+    "picker": (
+        "answer_max_chars", "min_answer_words", "w_dense", "w_coverage", "w_context", "w_type", "coverage_smoothing",
+        "type_generic_credit", "w_rank", "w_focus", "w_previous", "second_sentence_ratio", "second_sentence_coverage",
+        "abstain_threshold", "abstain_model",
+    ),
+    "reading": (
+        "reader", "reader_backend", "reader_w_passage", "reader_window_tokens", "reader_weights",
+        "reader_abstain_model", "reader_abstain_threshold",
+    ),
+}  # fmt: skip
+
+
+def section_of(name: str) -> str:
+    """The stage a setting belongs to."""
+    for stage, names in SECTIONS.items():
+        if name in names:
+            return stage
+    raise KeyError(name)
+
+
+def describe_sections() -> list[tuple[str, list[tuple[str, Any, str]]]]:
+    """(stage, [(name, default, help), ...]) in pipeline order: the README's settings table."""
+    rows = {name: (name, default, help) for name, default, help in describe()}
+    return [(stage, [rows[n] for n in names]) for stage, names in SECTIONS.items()]

@@ -136,3 +136,36 @@ class BuildReport(_Dictable):
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed or self.rebuilt)
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkBatch:
+    """Chunks handed to a store: parallel columns, one entry per chunk.
+
+    ``ids`` are the store's keys (int64, unique in the store); ``sources`` the document (corpus
+    file) of each chunk, what ``remove`` goes by; ``checksums`` the sha256 of that document's
+    text; ``texts`` the chunk texts (what a lexical store indexes); ``vectors`` the normalized
+    chunk embeddings, (n, dimension) float32 (what a dense store indexes; None for a store that
+    needs none)."""
+
+    ids: Any  # np.ndarray of int64
+    sources: list[str]
+    texts: list[str]
+    vectors: Any = None  # np.ndarray (n, dimension) float32, or None
+    checksums: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        lengths = {"sources": len(self.sources), "texts": len(self.texts)}
+        if self.vectors is not None:
+            lengths["vectors"] = len(self.vectors)
+        if self.checksums is not None:
+            lengths["checksums"] = len(self.checksums)
+        bad = {k: v for k, v in lengths.items() if v != n}
+        if bad:
+            raise ValueError(
+                f"ChunkBatch columns differ in length: {n} ids, " + ", ".join(f"{v} {k}" for k, v in bad.items())
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)

@@ -3,48 +3,18 @@ real model loaded once per session for the `slow` tests."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from qa.embedders.fake import FakeEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
 SHARED = ROOT.parent / "shared"
 DEV_SET = SHARED / "eval" / "severance_dev.jsonl"
-
-
-class FakeEmbedder:
-    """Bag of hashed words: texts sharing words get similar vectors. Counts what it embeds."""
-
-    model_id = "fake/hash-embedder"
-    dimension = 64
-    max_tokens = 256
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.texts: list[str] = []
-
-    def embed(self, texts, *, progress: bool = False) -> np.ndarray:
-        self.calls += 1
-        self.texts.extend(texts)
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in re.findall(r"\w+", t.lower()):
-                h = hashlib.sha256(w.encode()).digest()
-                out[i, h[0] % self.dimension] += 1.0 if h[1] & 1 else -1.0
-            n = np.linalg.norm(out[i])
-            if n == 0:
-                out[i, 0], n = 1.0, 1.0
-            out[i] /= n
-        return out
-
-    def count_tokens(self, texts) -> list[int]:
-        return [len(re.findall(r"\w+|[^\w\s]", t)) for t in texts]
 
 
 @pytest.fixture

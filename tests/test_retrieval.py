@@ -71,18 +71,23 @@ def test_dense_search_with_more_wanted_than_chunks(small_chunks):
 
 
 def test_faiss_minus_one_rows_are_dropped():
-    class StubDense:
+    class StubFaiss:  # FAISS pads a short result with row -1
         ntotal = 5
+        d = 4
 
         def search(self, q, n):
             rows = np.array([[3, 0, -1, -1, -1]])[:, :n]
             return np.array([[0.9, 0.2, -3.4e38, -3.4e38, -3.4e38]], dtype=np.float32)[:, :n], rows
 
     from qa.index import Index, Segment
-    from qa.types import Chunk
+    from qa.stores.faiss_dense import FaissDenseStore
+    from qa.types import Chunk, ChunkBatch
 
     chunks = [Chunk("a.txt", i, i + 1, "x") for i in range(5)]
-    seg = Segment("s-000001", chunks, StubDense(), None, np.zeros((0, 4), np.float16), np.zeros(6, np.int64), 5, {})
+    store = FaissDenseStore(4)
+    store.add(ChunkBatch(np.arange(5), ["a.txt"] * 5, ["x"] * 5, np.eye(5, 4, dtype=np.float32)))
+    store.index = StubFaiss()
+    seg = Segment("s-000001", chunks, store, None, np.zeros((0, 4), np.float16), np.zeros(6, np.int64), 5, {})
     idx = Index(Path("unused"), {"dimension": 4}, [seg])
     got = dense_search(idx, np.ones(4, np.float32), 5)
     assert got == {3: pytest.approx(0.9), 0: pytest.approx(0.2)}
