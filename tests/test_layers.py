@@ -78,3 +78,81 @@ def test_answering_re_exports_moved_names():
 
     for name in ("TermSet", "quotable", "question_terms", "sentence_features", "sentence_score", "coverage"):
         assert getattr(answering, name) is getattr(features, name)
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(importer: str, is_package: bool, name: str, known: set[str]) -> str | None:
+    """The package module an import names (the longest known prefix), or None if not ours."""
+    if name.startswith("."):
+        level = len(name) - len(name.lstrip("."))
+        base = importer.split(".") if is_package else importer.split(".")[:-1]
+        base = base[: len(base) - (level - 1)]
+        name = ".".join(base + ([name.lstrip(".")] if name.lstrip(".") else []))
+    parts = name.split(".")
+    while parts:
+        if ".".join(parts) in known:
+            return ".".join(parts)
+        parts.pop()
+    return None
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere (module level or in a function; not
+    under ``if TYPE_CHECKING``). A package's ``__init__`` counts as importing nothing of its own
+    subpackages' parents (``qa`` re-exports the API and is left out as a target)."""
+    files = sorted((ROOT / "qa").rglob("*.py"))
+    known = {_module_name(p) for p in files}
+    graph: dict[str, set[str]] = {}
+    for path in files:
+        me = _module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        skip = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+                skip.update(id(n) for n in ast.walk(node))
+        targets = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = "." * node.level + (node.module or "")
+                names = [f"{base}.{a.name}" if node.module else base + a.name for a in node.names]
+            for n in names:
+                target = _resolve(me, path.name == "__init__.py", n, known)
+                if target and target not in (me, "qa"):
+                    targets.add(target)
+        graph[me] = targets
+    return graph
+
+
+def test_no_import_circles():
+    """No module imports (directly or through others) a module that imports it back, lazy
+    imports inside functions included: the stages form layers."""
+    graph = _import_graph()
+    assert len(graph) > 30 and "qa.stores.faiss_dense" in graph["qa.index"]
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph.get(m, ())):
+            if state.get(t) == 1:
+                cycle = stack[stack.index(t) :] + [t]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
