@@ -41,11 +41,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {shorten(message, 300 - len(hint))}{hint}\n")
 
 
+def _build(eng, args):
+    """``python -m qa index``: the engine's build, its new chunks embedded by Ray when asked."""
+    if args.ray is None:
+        return eng.build_index(force=args.force, load=False)
+    from .embedders.ray_embed import RayEmbedder
+
+    ray_embedder = RayEmbedder(eng.embedder, address=None if args.ray == "local" else args.ray)
+    try:
+        return eng.build_index(force=args.force, load=False, embedder=ray_embedder)
+    finally:
+        ray_embedder.close()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m qa", description="Ask questions about a folder of news articles, offline.")
     p.add_argument("--corpus", metavar="DIR", type=_folder, help="corpus folder (default: $QA_CORPUS_DIR or ./corpus)")
     p.add_argument("--index", metavar="DIR", type=_folder, help="index folder (default: $QA_INDEX_DIR or ./index)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    p.add_argument(
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a setting for this run (over its QA_NAME variable), e.g. --set store=milvus; repeatable",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ix = sub.add_parser("index", help="build or update the index (only new or changed files are embedded)")
@@ -53,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--json", action="store_true", help="print the build report as JSON")
     ix.add_argument(
         "--verify", action="store_true", help="check every byte of the index against its sha256 (builds nothing)"
+    )
+    ix.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        nargs="?",
+        const="local",
+        help="embed the new chunks with Ray Data over a pool of embedder actors: on a local Ray (no ADDRESS) or the "
+        "cluster at ADDRESS (ray://head:10001, or auto); needs pip install -e '.[ray]'",
     )
 
     ask = sub.add_parser("ask", help="answer a question with quotes and citations")
@@ -158,8 +186,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {WEIGHTS_DIR / entry['file']} ({entry['bytes']:,} bytes, sha256 {entry['sha256'][:12]}…)")
         return 0
     from . import engine as engine_mod
+    from .settings import Settings
 
-    eng = engine_mod.get_engine(args.corpus, args.index)
+    overrides = dict(Settings.parse(a) for a in args.set)
+    corpus, index = overrides.pop("corpus_dir", args.corpus), overrides.pop("index_dir", args.index)
+    eng = engine_mod.get_engine(corpus, index, **overrides)
     if args.command == "index" and args.verify:
         done = eng.verify_index()
         print(
@@ -168,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "index":
-        report = eng.build_index(force=args.force, load=False)
+        report = _build(eng, args)
         if args.json:
             print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         else:

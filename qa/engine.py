@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import answering, retrieval
 from . import index as index_mod
@@ -72,11 +72,16 @@ class Engine:
 
     # ------------------------------------------------------------ index
 
-    def build_index(self, *, force: bool = False, load: bool = True) -> BuildReport:
+    def build_index(self, *, force: bool = False, load: bool = True, embedder: Embedder | None = None) -> BuildReport:
         """Bring the index up to date (incremental) and, unless ``load`` is False, load it: only
-        once, and only its new segments when it was loaded before."""
+        once, and only its new segments when it was loaded before. ``embedder`` embeds this
+        build's chunks instead of the engine's (the same model: ``python -m qa index --ray``)."""
+        if embedder is not None and embedder.model_id != self.embedder.model_id:
+            raise InputError(
+                f"a build embedder must be {self.embedder.model_id}. Currently, it is {show(embedder.model_id)}."
+            )
         with self._lock:
-            report = index_mod.build_index(self.settings, self.embedder, force=force)
+            report = index_mod.build_index(self.settings, embedder or self.embedder, force=force)
             if load and (report.changed or self._index is None):
                 self._index = index_mod.load_index(
                     self.settings.index_path, self.settings, self.embedder, reuse=None if force else self._index
@@ -348,10 +353,11 @@ def default_embedder(settings: Settings) -> Embedder:
         return embedder
 
 
-def get_engine(corpus_dir: str | Path | None = None, index_dir: str | Path | None = None) -> Engine:
-    """The engine for these folders (arguments, else QA_CORPUS_DIR / QA_INDEX_DIR, else ./corpus, ./index)."""
+def get_engine(corpus_dir: str | Path | None = None, index_dir: str | Path | None = None, **overrides: Any) -> Engine:
+    """The engine for these folders (arguments, else QA_CORPUS_DIR / QA_INDEX_DIR, else ./corpus,
+    ./index), with ``overrides`` of other settings (over their ``QA_*`` values)."""
     settings = Settings.from_env(
-        corpus_dir=_folder("corpus_dir", corpus_dir), index_dir=_folder("index_dir", index_dir)
+        corpus_dir=_folder("corpus_dir", corpus_dir), index_dir=_folder("index_dir", index_dir), **overrides
     )
     for name in ("corpus_dir", "index_dir"):  # QA_CORPUS_DIR / QA_INDEX_DIR too
         _folder(name, getattr(settings, name))

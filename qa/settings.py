@@ -7,6 +7,7 @@ settings table is checked against this file by a test, so a new setting needs a 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -218,6 +219,19 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @classmethod
+    def parse(cls, assignment: str) -> tuple[str, Any]:
+        """(name, value) from ``NAME=VALUE`` as the command line's ``--set`` gives it (the value
+        parsed as the setting's type; checked when the Settings are made)."""
+        name, sep, raw = assignment.partition("=")
+        name = name.strip().lower().replace("-", "_")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if not sep or name not in fields:
+            near = difflib.get_close_matches(name, fields, n=3)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise InputError(f"--set wants NAME=VALUE with NAME a setting{hint}. Currently, it is {show(assignment)}.")
+        return name, _parse(fields[name], raw)
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -299,7 +313,8 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
             raise ValueError(raw)
         return kind(raw)
     except ValueError:
-        raise InputError(f"QA_{f.name.upper()} must be a {kind.__name__}. Currently, it is {show(raw)}.") from None
+        what = {int: "an integer", float: "a number", bool: "true or false"}.get(kind, kind.__name__)
+        _bad(f.name, raw, what)
 
 
 def describe() -> list[tuple[str, Any, str]]:

@@ -78,3 +78,37 @@ def test_good_values_are_accepted():
     s = Settings(store="milvus", milvus_uri="http://user:secret@db:19530", milvus_collection="news_2025")
     assert s.store == "milvus"
     assert Settings(milvus_uri="/data/milvus.db").milvus_uri.endswith(".db")
+
+
+@pytest.mark.parametrize(
+    "assignment, named",
+    [
+        ("store=solr", "setting store (env QA_STORE) must be one of"),
+        ("candidates=many", "setting candidates (env QA_CANDIDATES) must be an integer"),
+        ("stor=milvus", "did you mean store"),
+        ("store", "NAME=VALUE"),
+        ("milvus_collection=a-b", "setting milvus_collection"),
+    ],
+)
+def test_command_line_settings_are_checked_before_anything_runs(capsys, tmp_path, assignment, named):
+    from qa.cli import main
+
+    assert main(["--index", str(tmp_path / "never"), "--set", assignment, "index"]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_command_line_settings_reach_the_engine(monkeypatch, tmp_path):
+    from qa import cli
+    from qa import engine as engine_mod
+
+    seen = {}
+
+    def fake_get_engine(corpus, index, **overrides):
+        seen.update(overrides, corpus=corpus, index=index)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(engine_mod, "get_engine", fake_get_engine)
+    argv = ["--set", "candidates=7", "--set", "fusion=weighted", "--set", f"index_dir={tmp_path}", "ask", "Who?"]
+    assert cli.main(argv) == 2
+    assert seen == {"candidates": 7, "fusion": "weighted", "corpus": None, "index": str(tmp_path)}
