@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU-only torch: pinned so pip takes the 2.13.0+cpu wheel instead of ~6 GB of CUDA builds.
 	$(PY) -m pip install -q "torch==2.13.*"
-	$(PY) -m pip install -q -e ".[dev]"
+	# the extras too: the Milvus store and Ray build tests run here (elsewhere they skip, saying how to install)
+	$(PY) -m pip install -q -e ".[dev,milvus,ray]"
 	touch $@
 
 run: $(STAMP)            ## serve the chat on http://127.0.0.1:7860 (builds the index first)

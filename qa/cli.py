@@ -22,7 +22,17 @@ from .types import Answer
 
 log = logging.getLogger(__name__)
 # Libraries whose INFO logs are noise for a command-line user (shown with -v).
-NOISY_LOGGERS = ("bm25s", "sentence_transformers", "transformers", "huggingface_hub", "httpx", "faiss")
+NOISY_LOGGERS = (
+    "bm25s",
+    "sentence_transformers",
+    "transformers",
+    "huggingface_hub",
+    "httpx",
+    "faiss",
+    "pymilvus",
+    "milvus_lite",
+    "ray",
+)
 
 
 def _folder(value: str) -> str:

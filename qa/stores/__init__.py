@@ -36,16 +36,17 @@ def open_milvus(uri: str, collection: str, *, dimension: int, meta: dict[str, An
     """The MilvusStore of ``collection`` at ``uri``, opened once per process (a build and the
     searches of the same engine share one client; Milvus Lite allows one per file). The token,
     if any, comes from ``QA_MILVUS_TOKEN`` and is never recorded."""
-    from .milvus import MilvusStore
+    from .milvus import MilvusStore, _normalized
 
     with _OPEN_LOCK:
         store = _OPEN.get((uri, collection))
+        if store is not None and (store.meta != _normalized(meta) or store.dimension != dimension):
+            store.close()  # opened for other chunks: opening again checks the collection's own record
+            store = None
         if store is None:
             token = os.environ.get("QA_MILVUS_TOKEN") or None
             store = MilvusStore(uri, collection, dimension=dimension, meta=meta, token=token)
             _OPEN[(uri, collection)] = store
-        elif store.meta != meta:
-            store.check_meta(meta)
         return store
 
 
