@@ -286,6 +286,53 @@ class OnnxEmbedder:
         futures = [self._pool.submit(self._run, s, b) for s, b in zip(sessions[1:], batches[1:], strict=False)]
         return [self._run(sessions[0], batches[0]), *(f.result() for f in futures)]
 
+    def _plan(self, token_ids: list[list[int]]) -> list[list[int]]:
+        """Batches of ``token_ids`` as indices, in the order ``embed`` runs them (see ``plan``)."""
+        from ..embedding import URGENT_TEXTS
+
+        if len(token_ids) <= URGENT_TEXTS:  # a question: one run, in the given order
+            return [list(range(len(token_ids)))] if token_ids else []
+        order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))  # like lengths together: less padding
+        rows: list[list[int]] = []
+        for i in order:  # longest first: a batch's first text sets its width
+            if rows and (len(rows[-1]) + 1) * len(token_ids[rows[-1][0]]) <= self.batch_tokens:
+                rows[-1].append(i)
+            else:
+                rows.append([i])
+        return rows
+
+    def plan(self, texts: Sequence[str]) -> list[list[int]]:
+        """The batches ``embed(texts)`` runs, in its order: each a list of indices into ``texts``,
+        every index in exactly one. A text's vector depends a little on its batch-mates (int8
+        activations are quantized per run), so ``embed_batch`` over these batches is how another
+        process (``qa.embedders.ray_embed``) reproduces ``embed``'s vectors exactly."""
+        return self._plan(self._token_ids(list(texts))) if texts else []
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dimension) float32: ``texts`` as one run of the graph, in this order; one
+        batch of ``plan`` gives the same rows as ``embed`` gives those texts."""
+        from ..embedding import _INFERENCE
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        session = self._loaded()[1][0]
+        token_ids = self._token_ids(list(texts))
+        vectors = _INFERENCE.run(lambda: self._run(session, token_ids), urgent=False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def init_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of an embedder giving the same vectors, for a copy in another
+        process or on another machine: paths only where not the installed package's own."""
+        kwargs: dict[str, Any] = {
+            "model_id": self.model_id.removesuffix("@onnx-int8"),
+            "batch_tokens": self.batch_tokens,
+        }
+        if self._model_path is not None:
+            kwargs["model_path"] = self._model_path
+        if Path(self._folder) != WEIGHTS_DIR:
+            kwargs["folder"] = Path(self._folder)
+        return kwargs
+
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         from ..embedding import _INFERENCE, URGENT_TEXTS, progress_bar
 
@@ -297,13 +344,7 @@ class OnnxEmbedder:
         if len(texts) <= URGENT_TEXTS:
             vectors = _INFERENCE.run(lambda: self._run(sessions[0], token_ids), urgent=True)
             return np.ascontiguousarray(vectors, dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(token_ids[i]))  # like lengths together: less padding
-        rows: list[list[int]] = []
-        for i in order:  # longest first: a batch's first text sets its width
-            if rows and (len(rows[-1]) + 1) * len(token_ids[rows[-1][0]]) <= self.batch_tokens:
-                rows[-1].append(i)
-            else:
-                rows.append([i])
+        rows = self._plan(token_ids)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         # One job per round of batches (one per session): a question asked meanwhile waits for one
         # round at most.
