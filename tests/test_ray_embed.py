@@ -322,3 +322,25 @@ def test_an_actor_failure_is_one_model_error(local_ray):
     assert message.startswith("embedding on a local Ray failed: ModelError: embedder graph card ")
     assert "/nonexistent/weights/embedder.json" in message and "\n" not in message and "Traceback" not in message
     assert local_ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_index_with_ray_on_the_command_line_builds_the_same_index(tmp_path, seed_corpus, monkeypatch, capsys):
+    """`python -m qa index --ray` (local Ray) against the plain build: same chunks, same vectors."""
+    pytest.importorskip("ray.data", reason=RAY_EXTRA)
+    from qa import engine as engine_mod
+    from qa.cli import main
+    from qa.index import load_index
+
+    monkeypatch.setattr(engine_mod, "_ENGINES", {})
+    monkeypatch.setattr(engine_mod, "_EMBEDDERS", {})
+    # a chunk size that makes the seed articles more than one planned batch, so Ray is really used
+    common = ["--corpus", str(seed_corpus), "--set", "chunk_max_tokens=40"]
+    assert main([*common, "--index", str(tmp_path / "plain"), "index"]) == 0
+    assert main([*common, "--index", str(tmp_path / "ray"), "index", "--ray"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded" in out
+    plain, rayed = load_index(tmp_path / "plain"), load_index(tmp_path / "ray")
+    assert list(plain.chunks) == list(rayed.chunks) and len(plain.chunks) > 30
+    np.testing.assert_array_equal(plain.chunk_vectors(), rayed.chunk_vectors())
+    np.testing.assert_array_equal(plain.sentence_vectors, rayed.sentence_vectors)
