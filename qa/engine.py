@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -21,11 +22,12 @@ from . import answering, retrieval
 from . import index as index_mod
 from .corpus import decode, read_corpus_file
 from .embedding import Embedder, SentenceTransformerEmbedder, release_memory
-from .errors import IndexCorruptError, InputError, show
+from .errors import IndexCorruptError, InputError, QAError, show
 from .protocols import Reader
 from .settings import READERS, Settings
 from .types import Answer, BuildReport, Passage
 
+FOLLOW_SECONDS = 1.0  # how often a loaded engine looks for a version published by another process
 ARTICLE_CACHE = 64  # articles kept in memory for checking quotes (the most recently cited)
 ROLES = ("user", "assistant", "system")  # the Gradio / OpenAI chat message roles we accept
 T = TypeVar("T", Answer, list[Passage])
@@ -44,6 +46,7 @@ class Engine:
         self._articles_lock = threading.Lock()
         self._readers: dict[str, Reader] = {}
         self._readers_lock = threading.Lock()  # not _lock: a build holds that one for long
+        self._followed = time.monotonic()  # when CURRENT was last compared with the loaded version
 
     def reader(self, name: str | None = None) -> Reader:
         """The Reader named ``name`` (default ``Settings.reader``): 'trained' or 'picker'."""
@@ -96,13 +99,41 @@ class Engine:
 
     @property
     def index(self) -> index_mod.Index:
-        """The loaded index; built or brought up to date on first use."""
+        """The loaded index; built or brought up to date on first use. A version published since
+        by another process (``python -m qa index`` beside a running app, a builder serving
+        several app replicas) is picked up within ``FOLLOW_SECONDS``: only its new segments read."""
         if self._index is None:
             with self._lock:
                 if self._index is None:
                     self.build_index()
+        else:
+            self._follow()
         assert self._index is not None
         return self._index
+
+    def _follow(self) -> None:
+        """Load the live version if CURRENT names another than the one loaded (checked at most
+        every FOLLOW_SECONDS; skipped while this engine builds). A version that cannot be loaded
+        is logged and the loaded one kept."""
+        now = time.monotonic()
+        if now - self._followed < FOLLOW_SECONDS or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._followed = now
+            loaded = self._index
+            try:
+                pointer = index_mod.read_pointer(self.settings.index_path)
+                if loaded is None or pointer is None or pointer[0] == loaded.path:
+                    return
+                fresh = index_mod.load_index(self.settings.index_path, self.settings, self.embedder, reuse=loaded)
+            except QAError as e:
+                log.warning("kept the loaded index: the one published since cannot be loaded: %s", e)
+                return
+            if fresh is not None:
+                self._index = fresh
+                log.info("loaded the index version published by another process: %s", fresh.path.name)
+        finally:
+            self._lock.release()
 
     def warm_up(self) -> None:
         """Load the model and the index now, so the first question does not wait for them."""

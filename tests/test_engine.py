@@ -197,3 +197,25 @@ def test_module_api_end_to_end_with_env_folders(monkeypatch, tmp_path, seed_corp
     assert isinstance(answer, qa.Answer)
     assert qa.build_index().embedded_chunks == 0
     assert isinstance(fake_embedder, FakeEmbedder) and fake_embedder.calls > 0
+
+
+def test_a_version_published_by_another_process_is_followed(seed_corpus, make_engine, tmp_path, monkeypatch):
+    """An app replica (engine B) picks up what a builder (engine A, another process in real
+    life) publishes, without a restart; a broken new version is not taken."""
+    from qa import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "FOLLOW_SECONDS", 0.0)
+    builder, replica = make_engine(seed_corpus), make_engine(seed_corpus)
+    builder.build_index()
+    first = replica.index
+    (seed_corpus / "new.txt").write_text("The Lumon archive opened to visitors on Monday.\n", encoding="utf-8")
+    builder.build_index()
+    assert replica.index is not first and "new.txt" in replica.index.documents
+    assert replica.retrieve("When did the Lumon archive open to visitors?", 1)[0].source == "new.txt"
+    good = replica.index
+    (seed_corpus / "more.txt").write_text("Another short article about nothing much.\n", encoding="utf-8")
+    builder.build_index()
+    current = tmp_path / "index" / "CURRENT"
+    name, _ = current.read_text().split()
+    current.write_text(f"{name} {'0' * 64}")  # the new version's manifest no longer matches
+    assert replica.index is good
