@@ -318,7 +318,7 @@ def compare_embedders(paragraphs, n: int, seed: int) -> dict[str, Any]:
     sentence-transformers (today's reference path) and the onnx embedder."""
     from .chunking import split_sentences
     from .embedders.onnx import OnnxEmbedder
-    from .embedding import SentenceTransformerEmbedder
+    from .embedders.sentence_transformers import SentenceTransformerEmbedder
 
     rng = random.Random(seed + 1)
     picked = rng.sample(range(len(paragraphs)), min(len(paragraphs), n))

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from . import answering, retrieval
 from . import index as index_mod
 from .corpus import decode, read_corpus_file
-from .embedding import Embedder, SentenceTransformerEmbedder, release_memory
+from .embedders.sentence_transformers import SentenceTransformerEmbedder
+from .embedding import Embedder, release_memory
 from .errors import IndexCorruptError, InputError, QAError, show
 from .protocols import Reader
 from .settings import READERS, Settings

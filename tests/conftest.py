@@ -57,7 +57,7 @@ def real_embedder():
 @pytest.fixture(scope="session")
 def st_embedder():
     """The sentence-transformers reference path of the same model, loaded once."""
-    from qa.embedding import SentenceTransformerEmbedder
+    from qa.embedders.sentence_transformers import SentenceTransformerEmbedder
 
     e = SentenceTransformerEmbedder()
     e.embed(["warm up"])

@@ -1,1 +1,3 @@
-"""Embedder implementations beside the sentence-transformers reference (``qa.embedding``)."""
+"""Embedder implementations, chosen by the ``embedder`` setting: ``onnx.py`` (the default int8
+graph), ``sentence_transformers.py`` (the float reference), ``ray_embed.py`` (a build's batches on
+Ray), ``fake.py`` (tests and demos). Each passes tests/contracts/test_embedders.py."""

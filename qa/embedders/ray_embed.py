@@ -93,8 +93,8 @@ def import_ray() -> Any:
 def embedder_spec(base: Any) -> tuple[str, dict[str, Any]]:
     """(kind, constructor arguments) of an embedder giving ``base``'s vectors in another process;
     InputError for an embedder this module cannot rebuild."""
-    from ..embedding import SentenceTransformerEmbedder
     from .onnx import OnnxEmbedder
+    from .sentence_transformers import SentenceTransformerEmbedder
 
     if isinstance(base, OnnxEmbedder):
         return "onnx", base.init_kwargs()
@@ -122,7 +122,7 @@ def build_embedder(kind: str, kwargs: dict[str, Any]) -> Any:
     if kind == "sentence-transformers":
         import torch
 
-        from ..embedding import SentenceTransformerEmbedder
+        from .sentence_transformers import SentenceTransformerEmbedder
 
         torch.set_num_threads(1)  # one actor per core
         embedder = SentenceTransformerEmbedder(**kwargs)
