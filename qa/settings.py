@@ -47,7 +47,7 @@ class Settings:
     batch_size: int = _s(
         8,
         "Texts per embedding batch of 'sentence-transformers' (peak memory grows with it: 3,000 texts peaked "
-        "+123 MB at 8, +179 MB at 16). 'onnx' embeds one text per run, one run per core at a time.",
+        "+123 MB at 8, +179 MB at 16). 'onnx' packs like-length texts into runs of at most 512 padded tokens.",
     )
     progress_min_texts: int = _s(200, "Show a progress bar when embedding at least this many texts.")
 
