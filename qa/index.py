@@ -80,6 +80,7 @@ FORMAT_VERSION = 3  # 3: segments, float16 sentence vectors, sizes and stat data
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 MILVUS_LITE_FILE = "milvus.db"  # store=milvus without milvus_uri: Milvus Lite, in the index folder
+LITE_IN_INDEX = "index_dir/" + MILVUS_LITE_FILE  # how the manifest names it (the index may move)
 LOCK = ".lock"
 # Files every segment holds (and bm25s's files under bm25/); the manifest's checksums must list
 # each of them, and every file present.
@@ -661,7 +662,8 @@ def store_entry(settings: Settings) -> dict[str, Any]:
     if settings.store == "milvus":
         from .stores.milvus import redact_uri
 
-        return {"kind": "milvus", "uri": redact_uri(milvus_uri(settings)), "collection": settings.milvus_collection}
+        uri = redact_uri(settings.milvus_uri) if settings.milvus_uri else LITE_IN_INDEX
+        return {"kind": "milvus", "uri": uri, "collection": settings.milvus_collection}
     return {"kind": "faiss"}
 
 
@@ -737,17 +739,26 @@ def load_index(
             )
     store = None
     if store_kind(manifest) == "milvus":
-        store = reuse.store if reuse is not None and reuse.store is not None else open_server_store(manifest, settings)
+        store = (
+            reuse.store
+            if reuse is not None and reuse.store is not None
+            else open_server_store(manifest, settings, folder)
+        )
     return Index(path=folder, manifest=manifest, segments=segments, documents=manifest["documents"], store=store)
 
 
-def open_server_store(manifest: dict[str, Any], settings: Settings | None):
+def open_server_store(manifest: dict[str, Any], settings: Settings | None, folder: Path | None = None):
     """The Milvus store an index was built with: at ``milvus_uri`` (the manifest's URI has no
     secrets and is only used when no settings are given), token from ``QA_MILVUS_TOKEN``."""
     from .stores import open_milvus
 
     entry = manifest["store"]
-    uri = milvus_uri(settings) if settings is not None else entry["uri"]
+    if settings is not None:
+        uri = milvus_uri(settings)
+    elif entry["uri"] == LITE_IN_INDEX and folder is not None:
+        uri = str(folder.parent / MILVUS_LITE_FILE)
+    else:
+        uri = entry["uri"]
     meta = store_meta(manifest["model_id"], manifest["dimension"], manifest["chunking"])
     return open_milvus(uri, entry["collection"], dimension=int(manifest["dimension"]), meta=meta)
 

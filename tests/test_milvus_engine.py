@@ -13,6 +13,7 @@ pytest.importorskip("pymilvus", reason='the Milvus store needs its extra: pip in
 
 from qa import index as index_mod  # noqa: E402
 from qa.errors import IndexStaleError  # noqa: E402
+from qa.index import load_index  # noqa: E402
 from qa.stores import close_all  # noqa: E402
 
 QUESTIONS = [
@@ -85,7 +86,11 @@ def test_manifest_names_the_collection_without_secrets_and_switching_stores_rebu
     engine = make_engine(seed_corpus, tmp_path / "ix", store="milvus", milvus_collection="news_2025")
     engine.build_index()
     entry = engine.index.manifest["store"]
-    assert entry == {"kind": "milvus", "uri": str(tmp_path / "ix" / "milvus.db"), "collection": "news_2025"}
+    assert entry == {"kind": "milvus", "uri": "index_dir/milvus.db", "collection": "news_2025"}
+    server = make_engine(seed_corpus, tmp_path / "ix", store="milvus", milvus_uri="http://root:pw@db.example:19530")
+    assert index_mod.store_entry(server.settings)["uri"] == "http://db.example:19530"  # no secrets recorded
+    close_all()
+    assert load_index(tmp_path / "ix").store.count() == engine.index.n_chunks  # no settings: found in the folder
     back = make_engine(seed_corpus, tmp_path / "ix")  # the default store again: rebuilt, not misread
     report = back.build_index()
     assert "stale" in report.rebuilt and "store" in report.rebuilt
