@@ -22,6 +22,7 @@ from .reading.features import TermSet as TermSet
 from .reading.features import (
     _idf,
     chunk_terms,
+    citation,
     coverage,
     question_signals,
     question_terms,
@@ -34,7 +35,7 @@ from .reading.features import focus_term as focus_term
 from .reading.features import quotable as quotable
 from .retrieval import Hits
 from .settings import Settings
-from .types import Answer, Citation, Passage, Span
+from .types import Answer, Passage, Span
 
 _ANAPHORA = frozenset(
     "he she it they him her his hers its their theirs them this that these those there then the_former the_latter".split()
@@ -204,7 +205,7 @@ def build_answer(index: Index, hits: Hits, question: str, query: str, settings: 
     for n, (p, span) in enumerate(spans, 1):
         span = _fit(p, span, question_terms, settings.answer_max_chars)
         quote = p.text[span.start - p.start : span.end - p.start]
-        citations.append(Citation(n, p.source, p.title, p.date, span.start, span.end, quote))
+        citations.append(citation(n, p, span.start, span.end, quote, index.documents))
         parts.append(f"{quote} [{n}]")
     return Answer(
         text=" ".join(parts),

@@ -12,6 +12,7 @@ open, and the size limit counts the bytes actually read.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import errno
 import hashlib
@@ -66,29 +67,58 @@ def decode(data: bytes, source: str) -> str:
 
 
 def parse_document(source: str, data: bytes) -> Document:
-    """A Document from a file's bytes. Raises ValueError when the file is not usable."""
+    """A Document from a file's bytes. Raises ValueError when the file is not usable.
+
+    The article's date, title and source come from a front-matter block (``---`` lines, as
+    ``python -m qa add`` writes them: ``qa/ingest/article.py``) or from a leading
+    `` date YYYY-MM-DD `` line."""
+    from .ingest.article import check_date, page_starts, parse_front_matter
+
     text = decode(data, source)
     date = None
     body_start = 0
-    m = _HEADER.match(text)
-    if m:
-        try:
-            date = dt.date.fromisoformat(m.group(1)).isoformat()
-        except ValueError:
-            log.warning("%s: header date %r is not a valid date; ignoring it", source, m.group(1))
-        body_start = m.end()
+    meta: dict = {}
+    title = None
+    front = parse_front_matter(text)
+    if front is not None:
+        values, body_start = front
+        date = check_date(values.get("date"))
+        if values.get("date") and date is None:
+            log.warning("%s: front-matter date %r is not a valid date; ignoring it", source, values["date"])
+        title = values.get("title") or None
+        meta = {k: values[k] for k in ("url", "outlet", "author", "kind") if values.get(k)}
+        pages = page_starts(values)
+        if pages is not None:
+            meta["pages"] = [body_start + p for p in pages]
+    else:
+        m = _HEADER.match(text)
+        if m:
+            try:
+                date = dt.date.fromisoformat(m.group(1)).isoformat()
+            except ValueError:
+                log.warning("%s: header date %r is not a valid date; ignoring it", source, m.group(1))
+            body_start = m.end()
     if not text[body_start:].strip():
         raise ValueError("file has a header but no text")
     if not _READABLE.search(text, body_start):
         raise ValueError("no readable text (not one letter or digit)")
     return Document(
         source=source,
-        title=derive_title(source, text[body_start:]),
+        title=title or derive_title(source, text[body_start:]),
         date=date,
         text=text,
         body_start=body_start,
         sha256=hashlib.sha256(data).hexdigest(),
+        meta=meta,
     )
+
+
+def page_of(meta: dict, offset: int) -> int | None:
+    """The 1-based page holding a file offset, for a document with a page map; else None."""
+    pages = meta.get("pages") if meta else None
+    if not pages:
+        return None
+    return max(1, bisect.bisect_right(pages, offset))
 
 
 def derive_title(source: str, body: str) -> str:

@@ -1085,6 +1085,7 @@ def _plan(settings: Settings, previous: dict[str, Any] | None) -> tuple[_Plan, l
             "size": size,
             "mtime_ns": mtime_ns,
             "ctime_ns": ctime_ns,
+            **d.meta,  # an ingested article's url, outlet, author, kind, page map
         }
         if source in old and old[source]["sha256"] == d.sha256:
             meta[source] = dict(old[source], size=size, mtime_ns=mtime_ns, ctime_ns=ctime_ns)

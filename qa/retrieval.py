@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import lexical
+from .corpus import page_of
 from .embedding import Embedder
 from .index import Index, top_positive
 from .reading.features import question_terms, sentence_features, sentence_score
@@ -107,6 +108,9 @@ def search(
                 dense_score=float(dense_score),
                 bm25_score=float(bm25_best[row]),
                 chunk_id=row,
+                url=meta.get("url"),
+                outlet=meta.get("outlet"),
+                page=page_of(meta, c.start),
             )
         )
     features: dict[int, list] = {}

@@ -45,8 +45,11 @@ class Document(_Dictable):
     title: str
     date: str | None  # ISO date "YYYY-MM-DD" from the header, or None
     text: str  # the whole file as decoded, header included: offsets index into this
-    body_start: int  # offset where the article text begins (after the date header)
+    body_start: int  # offset where the article text begins (after the date header or front matter)
     sha256: str  # hash of the file's bytes
+    # from a front-matter block (ingested pages, feeds, PDFs): url, outlet, author, kind, and
+    # pages (file offsets where each page starts); empty for a plain file
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,9 @@ class Passage(_Dictable):
     dense_score: float | None = None  # cosine similarity of query and chunk
     bm25_score: float | None = None  # BM25 score of the chunk (None when not in BM25's list)
     chunk_id: int = -1  # row in the index's chunk table
+    url: str | None = None  # the original page, for an ingested article
+    outlet: str | None = None  # the site or publication, for an ingested article
+    page: int | None = None  # PDF: the page the passage starts on (1-based)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class Citation(_Dictable):
     start: int
     end: int
     quote: str
+    url: str | None = None  # the original page, for an ingested article
+    outlet: str | None = None  # the site or publication
+    page: int | None = None  # PDF: the page the quote starts on (1-based)
 
 
 @dataclass(frozen=True)

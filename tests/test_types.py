@@ -14,5 +14,8 @@ def test_to_dict_nests_and_round_trips():
         "start": 0,
         "end": 1,
         "quote": "t",
+        "url": None,
+        "outlet": None,
+        "page": None,
     }
     assert d["passages"][0]["score"] == 0.5 and d["abstained"] is False

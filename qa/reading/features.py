@@ -21,9 +21,10 @@ from functools import lru_cache
 import numpy as np
 
 from .. import lexical
+from ..corpus import page_of
 from ..index import Index
 from ..settings import Settings
-from ..types import Span
+from ..types import Citation, Passage, Span
 
 _END_PUNCT = tuple(".!?\"”’')")
 
@@ -341,3 +342,10 @@ def question_signals(index: Index, question: str) -> tuple[float, float]:
     caps = lexical.tokenize(" ".join(x for x in _CAPS.findall(question)[1:] if x[0].isupper()))
     cap_unknown = sum(1 for t in caps if index.df.get(t, 0) == 0) / len(caps) if caps else 0.0
     return known, cap_unknown
+
+
+def citation(number: int, p: Passage, start: int, end: int, quote: str, documents: dict | None) -> Citation:
+    """The citation of a quote ``file_text[start:end]`` from passage ``p``: its article, and for an
+    ingested one its outlet, original URL and (PDF) page (from ``documents``, the index's)."""
+    page = page_of((documents or {}).get(p.source, {}), start)
+    return Citation(number, p.source, p.title, p.date, start, end, quote, url=p.url, outlet=p.outlet, page=page)

@@ -23,9 +23,9 @@ from pathlib import Path
 from .. import lexical
 from ..errors import ModelError
 from ..settings import Settings
-from ..types import Answer, AnswerSpan, Citation, Passage, Span
+from ..types import Answer, AnswerSpan, Passage, Span
 from . import model as rm
-from .features import quotable
+from .features import citation, quotable
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +284,7 @@ def answer_from_reading(
     settings: Settings,
     known: float,
     cap_unknown: float,
+    documents: dict | None = None,
 ) -> tuple[Answer, list[float]]:
     """The Answer built around the best quotable span guess, and the confidence features used.
     ``sentences_of(passage)`` gives the passage's sentence spans (file offsets, in order)."""
@@ -306,11 +307,11 @@ def answer_from_reading(
         conf = confidence(feats, settings)
         if conf >= settings.reader_abstain_threshold:
             text = p.text[quote.start - p.start : quote.end - p.start]
-            citation = Citation(1, p.source, p.title, p.date, quote.start, quote.end, text)
+            cited = citation(1, p, quote.start, quote.end, text, documents)
             return (
                 Answer(
                     text=f"{text} [1]",
-                    citations=[citation],
+                    citations=[cited],
                     confidence=round(conf, 4),
                     abstained=False,
                     passages=passages,
@@ -380,6 +381,7 @@ class TrainedReader:
             self.settings,
             known,
             cap_unknown,
+            index.documents,
         )
 
 
