@@ -59,10 +59,18 @@ def build_index(
 
 
 def retrieve(
-    question: str, k: int = 5, *, corpus_dir: str | Path | None = None, index_dir: str | Path | None = None
+    question: str,
+    k: int = 5,
+    *,
+    corpus_dir: str | Path | None = None,
+    index_dir: str | Path | None = None,
+    since=None,
+    until=None,
+    sources=None,
 ) -> list[Passage]:
-    """The k best passages for the question, best first (builds the index on first use)."""
-    return get_engine(corpus_dir, index_dir).retrieve(question, k)
+    """The k best passages for the question, best first (builds the index on first use); only
+    from articles dated ``since``..``until`` and from ``sources`` when given."""
+    return get_engine(corpus_dir, index_dir).retrieve(question, k, since=since, until=until, sources=sources)
 
 
 def answer(
@@ -72,6 +80,10 @@ def answer(
     *,
     corpus_dir: str | Path | None = None,
     index_dir: str | Path | None = None,
+    since=None,
+    until=None,
+    sources=None,
 ) -> Answer:
-    """An extractive answer with citations, or an abstention when the articles don't support one."""
-    return get_engine(corpus_dir, index_dir).answer(question, history, k)
+    """An extractive answer with citations, or an abstention when the articles don't support one;
+    ``since``/``until`` (YYYY-MM-DD, YYYY-MM or YYYY) and ``sources`` restrict the articles searched."""
+    return get_engine(corpus_dir, index_dir).answer(question, history, k, since=since, until=until, sources=sources)

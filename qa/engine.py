@@ -7,6 +7,7 @@ for the folders named by the arguments or by ``QA_CORPUS_DIR`` / ``QA_INDEX_DIR`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from . import answering, retrieval
+from . import answering, filters, retrieval
 from . import index as index_mod
 from .corpus import decode, read_corpus_file
 from .embedders.sentence_transformers import SentenceTransformerEmbedder
@@ -165,23 +166,44 @@ class Engine:
     def _check_history(self, history: object) -> list[dict] | None:
         return None if history is None else check_history(history, self.settings)
 
-    def retrieve(self, question: str, k: int = 5) -> list[Passage]:
+    def retrieve(self, question: str, k: int = 5, *, since=None, until=None, sources=None) -> list[Passage]:
+        """The ``k`` best passages; only from articles dated ``since``..``until`` (dates: YYYY-MM-DD,
+        YYYY-MM or YYYY) and among ``sources`` (file names, outlets or web sites) when given, and
+        within the period the question names ("in 2025") when some article is dated in it."""
         q, k = self._check(question, k)
-        return self._verified(lambda index: retrieval.search(index, self.embedder, self.settings, q, k).passages)
+        asked = filters.check(since, until, sources)
+
+        def run(index: index_mod.Index) -> list[Passage]:
+            _, allowed = _restriction(index, asked, q)
+            return retrieval.search(index, self.embedder, self.settings, q, k, allowed=allowed).passages
+
+        return self._verified(run)
 
     def answer(
-        self, question: str, history: list[dict] | None = None, k: int = 5, *, reader: str | None = None
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        k: int = 5,
+        *,
+        reader: str | None = None,
+        since=None,
+        until=None,
+        sources=None,
     ) -> Answer:
         """Retrieve for the question (and its follow-up rewrite), then let the reader answer
-        (``reader``: 'trained' or 'picker'; default ``Settings.reader``)."""
+        (``reader``: 'trained' or 'picker'; default ``Settings.reader``). ``since``, ``until`` and
+        ``sources`` restrict the articles searched, as in ``retrieve``; ``Answer.filter`` says how."""
         q, k = self._check(question, k)
         messages = self._check_history(history)
+        asked = filters.check(since, until, sources)
         chosen = self.reader(reader)
         query = answering.rewrite_query(q, messages, self.settings.history_turns, self.settings.max_question_chars)
 
         def run(index: index_mod.Index) -> Answer:
-            hits = retrieval.search(index, self.embedder, self.settings, q, k, also=(query,))
-            return chosen.read(q, hits, index, query)
+            applied, allowed = _restriction(index, asked, q)
+            hits = retrieval.search(index, self.embedder, self.settings, q, k, also=(query,), allowed=allowed)
+            answer = chosen.read(q, hits, index, query)
+            return dataclasses.replace(answer, filter=applied.describe()) if applied else answer
 
         return self._verified(run)
 
@@ -357,6 +379,21 @@ def _folder(name: str, value: object) -> str | None:
             f"{name} is not a file name this system can use (it holds a lone surrogate). Currently, it is {show(value)}."
         ) from None
     return value
+
+
+def _restriction(index: index_mod.Index, asked: filters.Filter, question: str):
+    """(the Filter applied, allowed rows or None). The API's filter always applies; the period a
+    question names ("in 2025") only when some article is dated in it: "nominated in 2022" in an
+    article of 2024 is still found."""
+    said = filters.from_question(question)
+    applied = asked
+    allowed = index.allowed_rows(asked.allows) if asked else None
+    if said:
+        both = asked.merged(said)
+        rows = index.allowed_rows(both.allows)
+        if rows.any():
+            applied, allowed = both, rows
+    return applied, allowed
 
 
 _EMBEDDERS: dict[tuple, Embedder] = {}

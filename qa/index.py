@@ -52,7 +52,7 @@ import shutil
 import stat
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +79,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 3  # 3: segments, float16 sentence vectors, sizes and stat data in the manifest
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
+EXTERNAL_IDS_MAX = 16_384  # a filtered search of a server store names at most this many ids
 MILVUS_LITE_FILE = "milvus.db"  # store=milvus without milvus_uri: Milvus Lite, in the index folder
 LITE_IN_INDEX = "index_dir/" + MILVUS_LITE_FILE  # how the manifest names it (the index may move)
 LOCK = ".lock"
@@ -352,17 +353,35 @@ class Index:
 
     # ------------------------------------------------------------ search
 
-    def dense_search(self, query_vector: np.ndarray, n: int, ef_search: int = 128) -> dict[int, float]:
+    def allowed_rows(self, allows: Callable[[str, dict], bool]) -> np.ndarray:
+        """A bool per global row: live, and ``allows(source, manifest entry)`` for its article."""
+        parts = []
+        for seg in self.segments:
+            table = seg.chunks
+            if isinstance(table, ChunkTable):
+                ok = np.array([allows(s, self.documents.get(s, {})) for s in table.sources] or [False], bool)
+                parts.append(ok[table.source_ids] if len(table) else np.zeros(0, bool))
+            else:
+                parts.append(np.array([allows(c.source, self.documents.get(c.source, {})) for c in table], bool))
+        rows = np.concatenate(parts) if parts else np.zeros(0, bool)
+        return rows & self.live
+
+    def dense_search(
+        self, query_vector: np.ndarray, n: int, ef_search: int = 128, allowed: np.ndarray | None = None
+    ) -> dict[int, float]:
         """Global row -> inner product, for the ``n`` nearest live chunks over all segments (or
-        in the server store)."""
+        in the server store); only among ``allowed`` rows when given."""
         if n <= 0:
             return {}
         if self.store is not None:
-            return self._rows(self.store.dense.search(query_vector, n))
+            return self._external(lambda ids, m: self.store.dense.search(query_vector, m, ids=ids), n, allowed)
         found: dict[int, float] = {}
         for seg, offset in zip(self.segments, self.offsets, strict=True):
-            seg.dense.ef_search = ef_search
-            for i, score in seg.dense.search(query_vector, n):
+            dense = seg.dense
+            if allowed is not None:
+                dense = dense.with_live(dense.live & allowed[offset : offset + len(seg.chunks)])
+            dense.ef_search = ef_search
+            for i, score in dense.search(query_vector, n):
                 found[offset + i] = score
         if len(found) > n:
             keep = sorted(found, key=lambda r: (-found[r], r))[:n]
@@ -377,13 +396,30 @@ class Index:
             return self._rows(self.store.dense.search(query_vector, len(ids), ids=ids)) if ids else {}
         return {r: float(self.chunk_vector(r) @ query_vector) for r in rows}
 
-    def lexical_search(self, query: str, n: int) -> dict[int, float]:
-        """Global row -> BM25 score, for the ``n`` best chunks with a positive score."""
+    def lexical_search(self, query: str, n: int, allowed: np.ndarray | None = None) -> dict[int, float]:
+        """Global row -> BM25 score, for the ``n`` best chunks with a positive score (only among
+        ``allowed`` rows when given)."""
         if n <= 0:
             return {}
         if self.store is not None:
-            return self._rows(self.store.lexical.search(query, n))
-        return top_positive(self._bm25_of(query), n)
+            return self._external(lambda ids, m: self.store.lexical.search(query, m, ids=ids), n, allowed)
+        scores = self._bm25_of(query)
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0)
+        return top_positive(scores, n)
+
+    def _external(self, search, n: int, allowed: np.ndarray | None) -> dict[int, float]:
+        """A server store's search as global rows, restricted to ``allowed``: by id when they
+        are few, else by asking for more and keeping the allowed ones."""
+        if allowed is None:
+            return self._rows(search(None, n))
+        rows = np.flatnonzero(allowed)
+        if len(rows) <= EXTERNAL_IDS_MAX:
+            ids = self._ids_of(rows.tolist())
+            return self._rows(search(ids, n)) if ids else {}
+        found = self._rows(search(None, min(EXTERNAL_IDS_MAX, n * 8)))
+        kept = {r: s for r, s in found.items() if allowed[r]}
+        return dict(sorted(kept.items(), key=lambda x: (-x[1], x[0]))[:n])
 
     def lexical_scores(self, query: str, rows: Sequence[int]) -> dict[int, float]:
         """Global row -> BM25 score of that chunk for ``query`` (0 when none), for the live ``rows``."""

@@ -27,11 +27,13 @@ class Hits:
     sentence_features: dict[int, list] = dataclasses.field(default_factory=dict)
 
 
-def dense_search(index: Index, query_vector: np.ndarray, n: int, ef_search: int = 128) -> dict[int, float]:
-    """Chunk row -> cosine, for the ``n`` nearest live chunks of every segment."""
+def dense_search(
+    index: Index, query_vector: np.ndarray, n: int, ef_search: int = 128, allowed: np.ndarray | None = None
+) -> dict[int, float]:
+    """Chunk row -> cosine, for the ``n`` nearest live chunks of every segment (among ``allowed``)."""
     if n <= 0:
         return {}
-    return index.dense_search(query_vector, n, ef_search)
+    return index.dense_search(query_vector, n, ef_search, allowed)
 
 
 def bm25_scores(index: Index, terms: list[str]) -> np.ndarray:
@@ -44,9 +46,9 @@ def bm25_search(scores: np.ndarray, n: int) -> dict[int, float]:
     return top_positive(scores, n)
 
 
-def lexical_search(index: Index, query: str, n: int) -> dict[int, float]:
+def lexical_search(index: Index, query: str, n: int, allowed: np.ndarray | None = None) -> dict[int, float]:
     """Chunk row -> BM25 score, for the ``n`` best chunks for the question text ``query``."""
-    return index.lexical_search(query, n)
+    return index.lexical_search(query, n, allowed)
 
 
 def fuse(dense: dict[int, float], bm25: dict[int, float], settings: Settings) -> dict[int, float]:
@@ -66,17 +68,24 @@ def fuse(dense: dict[int, float], bm25: dict[int, float], settings: Settings) ->
 
 
 def search(
-    index: Index, embedder: Embedder, settings: Settings, query: str, k: int, also: tuple[str, ...] = ()
+    index: Index,
+    embedder: Embedder,
+    settings: Settings,
+    query: str,
+    k: int,
+    also: tuple[str, ...] = (),
+    allowed: np.ndarray | None = None,
 ) -> Hits:
     """The ``k`` best passages for ``query``. With ``also`` (other phrasings, such as a follow-up
-    question before and after its rewrite), every phrasing's dense and BM25 rankings are fused."""
+    question before and after its rewrite), every phrasing's dense and BM25 rankings are fused.
+    With ``allowed`` (a bool per chunk row: ``Index.allowed_rows``), only those chunks are found."""
     queries = [query, *[q for q in also if q and q != query]]
     qvecs = embedder.embed(queries)
     dense_best: dict[int, float] = {}
     fused: dict[int, float] = {}
     for q, qvec in zip(queries, qvecs, strict=True):
-        dense = dense_search(index, qvec, settings.candidates, settings.hnsw_ef_search)
-        lexical_top = lexical_search(index, q, settings.candidates)
+        dense = dense_search(index, qvec, settings.candidates, settings.hnsw_ef_search, allowed)
+        lexical_top = lexical_search(index, q, settings.candidates, allowed)
         for row, score in fuse(dense, lexical_top, settings).items():
             fused[row] = fused.get(row, 0.0) + score
         for row, score in dense.items():

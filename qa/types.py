@@ -119,6 +119,7 @@ class Answer(_Dictable):
     abstained: bool = True
     passages: list[Passage] = field(default_factory=list)  # retrieved, best first, up to k
     query: str = ""  # what was searched for (the question, rewritten with history for follow-ups)
+    filter: str = ""  # the articles searched when restricted ("articles dated 2025-01-01 to 2025-12-31"), else ""
     message: str = ""  # a plain sentence for people: why it abstained, or empty
     span: AnswerSpan | None = None  # the short answer inside the quotes (trained reader only), or None
     reader: str = ""  # which reader made it: "trained" or "picker"

@@ -136,3 +136,12 @@ def test_a_build_killed_after_the_collection_changed_is_completed_by_the_next(
     assert report.added == ["new.txt"] and len(report.removed) == 1
     assert engine.index.store.ids() == set(engine.index.chunk_ids())
     assert _passages(engine) != before
+
+
+def test_filters_restrict_a_milvus_search_like_the_default(seed_corpus, make_engine, tmp_path):
+    faiss_engine = make_engine(seed_corpus, tmp_path / "faiss")
+    milvus_engine = make_engine(seed_corpus, tmp_path / "milvus", store="milvus")
+    for kw in ({"since": "2025"}, {"until": "2024-01-31"}, {"sources": ["001_6f09f507c09e51e5.txt"]}):
+        a = [(p.source, p.start) for p in milvus_engine.retrieve(QUESTIONS[0], 10, **kw)]
+        b = [(p.source, p.start) for p in faiss_engine.retrieve(QUESTIONS[0], 10, **kw)]
+        assert a == b and len({s for s, _ in a}) == 1, kw
