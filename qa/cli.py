@@ -143,6 +143,8 @@ def format_answer(a: Answer) -> str:
     lines = []
     if a.query:
         lines.append(f"searched for: {a.query}")
+    if a.filter:
+        lines.append(f"searched in: {a.filter}")
     if a.abstained:
         lines.append("Not in the articles. " + (a.message or ""))
         if a.passages:
@@ -154,7 +156,13 @@ def format_answer(a: Answer) -> str:
         lines.append(a.text)
         lines.append("")
         for c in a.citations:
-            lines.append(f"[{c.number}] {c.title} — {c.date or 'undated'} — {c.source}, characters {c.start}-{c.end}")
+            where = f"{c.source}, characters {c.start}-{c.end}" + (f", p. {c.page}" if c.page else "")
+            lines.append(
+                f"[{c.number}] {c.title} — "
+                + (f"{c.outlet} — " if c.outlet else "")
+                + f"{c.date or 'undated'} — {where}"
+                + (f" — {c.url}" if c.url else "")
+            )
     lines.append(f"confidence: {a.confidence:.2f}")
     return "\n".join(lines)
 

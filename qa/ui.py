@@ -93,6 +93,8 @@ def render_answer(answer: Answer, question: str, engine: Engine, uid: str | None
     parts = [f'<div class="qa-turn" id="qa-{uid}">']
     if answer.query and answer.query.strip() != question.strip():
         parts.append(f'<div class="qa-searched">searched for: <q>{esc(answer.query)}</q></div>')
+    if answer.filter:
+        parts.append(f'<div class="qa-searched">searched in: {esc(answer.filter)}</div>')
     if answer.abstained:
         parts.append(render_refusal(answer))
     else:
@@ -170,7 +172,7 @@ def render_refusal(answer: Answer) -> str:
         for p in related:
             text = p.text if len(p.text) <= RELATED_CHARS else p.text[:RELATED_CHARS].rsplit(" ", 1)[0] + " …"
             parts.append(
-                f'<li><div class="qa-src-line">{_source_line(p.title, p.date, p.source)}</div>{esc(text)}</li>'
+                f'<li><div class="qa-src-line">{_source_line(p.title, p.date, p.source, p.outlet, p.url, p.page)}</div>{esc(text)}</li>'
             )
         parts.append("</ul></div>")
     parts.append("</div>")
@@ -192,17 +194,29 @@ def render_confidence(confidence: float, abstain_threshold: float) -> str:
     )
 
 
-def _source_line(title: str, date: str | None, source: str) -> str:
+def _source_line(
+    title: str, date: str | None, source: str, outlet: str | None = None, url: str | None = None, page=None
+) -> str:
+    """Title · outlet · date · p. N · file · a link to the original page (http(s) only)."""
     bits = [f"<b>{esc(title)}</b>"]
+    if outlet:
+        bits.append(esc(outlet))
     if date:
         bits.append(esc(date))
+    if page:
+        bits.append(f"p. {int(page)}")
     bits.append(f"<code>{esc(source)}</code>")
+    if url and url.lower().startswith(("http://", "https://")):
+        bits.append(
+            f'<a class="qa-original" href="{esc(url)}" target="_blank" rel="noopener noreferrer nofollow">original</a>'
+        )
     return " · ".join(bits)
 
 
 def render_citation(c: Citation, doc: corpus.Document | None, uid: str) -> str:
     """A source card: where the quote comes from, its paragraph with the quote marked, the whole article."""
-    head = f'<div class="qa-src-line"><span class="qa-num">[{c.number}]</span> {_source_line(c.title, c.date, c.source)}</div>'
+    line = _source_line(c.title, c.date, c.source, c.outlet, c.url, c.page)
+    head = f'<div class="qa-src-line"><span class="qa-num">[{c.number}]</span> {line}</div>'
     if doc is None or doc.text[c.start : c.end] != c.quote:
         body = (
             f'<blockquote class="qa-context"><mark>{esc(c.quote)}</mark></blockquote>'
@@ -258,7 +272,7 @@ def render_passages(passages: list[Passage]) -> str:
     if not passages:
         return ""
     items = "".join(
-        f'<li><div class="qa-src-line">{_source_line(p.title, p.date, p.source)} · score {p.score:.3f}</div>'
+        f'<li><div class="qa-src-line">{_source_line(p.title, p.date, p.source, p.outlet, p.url, p.page)} · score {p.score:.3f}</div>'
         f"{esc(p.text)}</li>"
         for p in passages
     )

@@ -103,3 +103,31 @@ def test_passages_and_citations_carry_outlet_url_and_page(tmp_path, make_engine)
     assert text[c.start : c.end] == c.quote and "---" not in c.quote and "outlet" not in c.quote
     assert (c.url, c.outlet) == ("https://news.example/lumon-archive", "Example News")
     assert c.page == page_of(engine.index.documents["lumon.txt"], c.start)
+
+
+def test_the_chat_and_the_command_line_show_outlet_page_link_and_filter(tmp_path, make_engine):
+    from qa.cli import format_answer
+    from qa.ui import render_answer
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    second = BODY.index("The archive")
+    (corpus / "lumon.txt").write_text(render(_article(kind="pdf", pages=[0, second])), encoding="utf-8")
+    engine = make_engine(corpus, min_answer_words=3)
+    a = engine.answer("Since when has the company printed handbooks?", since="2025")
+    assert not a.abstained and a.filter == "articles dated 2025-01-01 or later"
+    html = render_answer(a, "Since when has the company printed handbooks?", engine)
+    assert "Example News" in html and f"p. {a.citations[0].page}" in html
+    assert 'href="https://news.example/lumon-archive"' in html and 'rel="noopener noreferrer nofollow"' in html
+    assert "searched in: articles dated 2025-01-01 or later" in html
+    assert "outlet:" not in html  # the front matter is not the article's text
+    text = format_answer(a)
+    assert "Example News" in text and "https://news.example/lumon-archive" in text and "searched in:" in text
+
+
+def test_only_web_links_are_shown(tmp_path, make_engine):
+    from qa.ui import _source_line
+
+    assert "href" not in _source_line("T", None, "a.txt", url="javascript:alert(1)")
+    assert "href" not in _source_line("T", None, "a.txt", url="file:///etc/passwd")
+    assert "&quot;" in _source_line("T", None, "a.txt", url='https://x.example/"onmouseover=')
