@@ -32,7 +32,9 @@ NOISY_LOGGERS = (
     "pymilvus",
     "milvus_lite",
     "ray",
+    "pypdf",
 )
+CHATTY_LOGGERS = ("trafilatura", "htmldate", "courlan")
 
 
 def _folder(value: str) -> str:
@@ -64,6 +66,30 @@ def _build(eng, args):
         ray_embedder.close()
 
 
+def _add(eng, args) -> int:
+    """``python -m qa add``: convert and write the articles (all or nothing), then index them."""
+    from .ingest.add import add
+
+    s = eng.settings
+    options = {"timeout": s.fetch_timeout, "max_bytes": s.fetch_max_bytes, "allow_private": s.fetch_private}
+    report = add(args.inputs, s.corpus_dir, follow_links=args.follow_links, fetch_options=options)
+    build = None if args.no_index or not report.added else eng.build_index(load=False)
+    if args.json:
+        out = {"added": report.added, "duplicates": [list(d) for d in report.duplicates]}
+        out["index"] = build.to_dict() if build is not None else None
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    for name in report.added:
+        print(f"added {name}")
+    for given, twin in report.duplicates:
+        print(f"duplicate, not added: {given} (already in the corpus as {twin})")
+    if build is not None:
+        print(
+            f"index {build.index_dir}: {build.chunks} chunks; embedded {build.embedded_chunks} in {build.seconds:.1f}s"
+        )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m qa", description="Ask questions about a folder of news articles, offline.")
     p.add_argument("--corpus", metavar="DIR", type=_folder, help="corpus folder (default: $QA_CORPUS_DIR or ./corpus)")
@@ -92,6 +118,19 @@ def _parser() -> argparse.ArgumentParser:
         help="embed the new chunks with Ray Data over a pool of embedder actors: on a local Ray (no ADDRESS) or the "
         "cluster at ADDRESS (ray://head:10001, or auto); needs pip install -e '.[ray]'",
     )
+
+    add = sub.add_parser(
+        "add",
+        help="add web pages, RSS/Atom feeds, PDFs or text files (paths or http(s) URLs) to the corpus, then index",
+    )
+    add.add_argument("inputs", nargs="+", metavar="PATH|URL", help="files or http(s) URLs")
+    add.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="feeds: fetch each entry's page for its full text (never by default)",
+    )
+    add.add_argument("--no-index", action="store_true", help="write the articles but do not update the index")
+    add.add_argument("--json", action="store_true", help="print what was added as JSON")
 
     ask = sub.add_parser("ask", help="answer a question with quotes and citations")
     ask.add_argument("question", help="the question (use quotes)")
@@ -235,6 +274,8 @@ def _run(args: argparse.Namespace) -> int:
             for s in report.skipped:
                 print(f"skipped {s}", file=sys.stderr)
         return 0
+    if args.command == "add":
+        return _add(eng, args)
     if args.command == "ask":
         a = eng.answer(args.question, None, args.k)
         print(json.dumps(a.to_dict(), indent=2, ensure_ascii=False) if args.json else format_answer(a))
@@ -267,6 +308,8 @@ def _configure_logging(verbose: bool) -> None:
     if not verbose:
         for noisy in NOISY_LOGGERS:
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        for chatty in CHATTY_LOGGERS:  # their warnings repeat what our error says ("discarding data: None")
+            logging.getLogger(chatty).setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,15 @@ class Settings:
     # Corpus
     max_file_bytes: int = _s(5_000_000, "Larger corpus files are skipped with a warning.")
 
+    # Ingestion (python -m qa add)
+    fetch_timeout: float = _s(10.0, "Seconds a URL given to qa add may take to answer (each redirect too).")
+    fetch_max_bytes: int = _s(10_000_000, "Largest page, feed or PDF fetched from a URL; a bigger one is refused.")
+    fetch_private: bool = _s(
+        False,
+        "Let qa add fetch from private, loopback and link-local addresses (an intranet); off, such URLs and "
+        "redirects to them are refused.",
+    )
+
     # Chunking
     chunk_max_tokens: int = _s(200, "Most model tokens in a chunk (the model's window is 256).")
     chunk_overlap_sentences: int = _s(1, "Sentences repeated at the start of the next chunk.")
@@ -207,6 +216,8 @@ class Settings:
             )
         if not 0.0 <= self.dense_weight <= 1.0:
             _bad("dense_weight", self.dense_weight, "a number from 0 to 1")
+        if not 0 < self.fetch_timeout <= 600:
+            _bad("fetch_timeout", self.fetch_timeout, "a number of seconds above 0, at most 600")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -271,6 +282,7 @@ _PATHS = ("corpus_dir", "index_dir", "model_path", "reader_weights", "milvus_uri
 # The least each integer setting may be; every other integer setting must be at least 0.
 _MIN_INT = {
     "max_file_bytes": 1,
+    "fetch_max_bytes": 1,
     "hnsw_min_chunks": 1,
     "hnsw_ef_search": 1,
     "chunk_max_tokens": 8,
@@ -300,6 +312,8 @@ def _check(name: str, kind: Any, value: Any) -> None:
             _bad(name, value, "a finite number")
     elif kind == "str" and not isinstance(value, str):
         _bad(name, value, "a string")
+    elif kind == "bool" and not isinstance(value, bool):
+        _bad(name, value, "true or false")
 
 
 def _parse(f: dataclasses.Field, raw: str) -> Any:
@@ -326,6 +340,7 @@ def describe() -> list[tuple[str, Any, str]]:
 SECTIONS: dict[str, tuple[str, ...]] = {
     "folders": ("corpus_dir", "index_dir"),
     "corpus": ("max_file_bytes",),
+    "ingest": ("fetch_timeout", "fetch_max_bytes", "fetch_private"),
     "chunking": ("chunk_max_tokens", "chunk_overlap_sentences"),
     "embedding": ("embedder", "model_id", "model_path", "batch_size", "progress_min_texts"),
     "index": ("hnsw_min_chunks", "hnsw_ef_search", "verify_max_bytes"),

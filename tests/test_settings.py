@@ -29,6 +29,8 @@ BAD = {
     "reader_abstain_model": "nan,1",
     "dense_weight": 1.5,
     "reader_window_tokens": 50,
+    "fetch_timeout": 0,
+    "fetch_private": "yes",
 }
 
 
@@ -52,7 +54,7 @@ def test_every_setting_refuses_a_bad_value_naming_itself(f):
 
 @pytest.mark.parametrize("f", dataclasses.fields(Settings), ids=lambda f: f.name)
 def test_every_setting_refuses_a_value_of_the_wrong_type(f):
-    wrong = "ten" if f.type in ("int", "float", int, float) else 10
+    wrong = "ten" if f.type in ("int", "float", "bool", int, float, bool) else 10
     with pytest.raises(InputError, match=f.name):
         Settings(**{f.name: wrong})
 
