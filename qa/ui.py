@@ -52,6 +52,7 @@ EXAMPLES = 3  # example questions offered under the chat
 STATUS_TICK_SECONDS = 1.5  # how often the page asks for the index status while uploads are indexed
 QUEUE_SHOWN = 5  # queued uploads named in the status panel
 JOBS_KEPT = 500  # finished uploads remembered for their uploaders' messages
+CONVERTED_UPLOADS = (".html", ".htm", ".pdf")  # uploads converted to an article file (as python -m qa add does)
 STAGING_DIR = ".uploads-queued"  # inside the corpus folder; hidden, so never read as an article
 
 _EXAMPLE_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+(?: [A-Z][a-z]+)+")
@@ -419,8 +420,36 @@ def status_line(engine: Engine) -> str:
     )
 
 
-def upload_limit(engine: Engine) -> int:
+def upload_limit(engine: Engine, name: object = None) -> int:
+    """Most bytes an upload may have: a web page or PDF (converted to text) up to Gradio's cap."""
+    if isinstance(name, str) and Path(name).suffix.lower() in CONVERTED_UPLOADS:
+        return UPLOAD_GRADIO_MAX_BYTES
     return min(UPLOAD_MAX_BYTES, engine.settings.max_file_bytes)
+
+
+def convert_upload(engine: Engine, name: object, data: object) -> tuple[object, object]:
+    """A web page or PDF upload as the article file ``python -m qa add`` would write (name, bytes);
+    any other upload as it is. InputError naming the file when it cannot be converted, or when the
+    corpus already holds the article (same URL or text)."""
+    if not isinstance(name, str) or Path(name).suffix.lower() not in CONVERTED_UPLOADS:
+        return name, data
+    if not isinstance(data, (bytes, bytearray)):
+        raise InputError(f"the content of {shown_name(name)} must be bytes. Currently, it is {shown(data)}.")
+    if len(data) > UPLOAD_GRADIO_MAX_BYTES:
+        raise InputError(f"{shown_name(name)} is too large; the limit is {UPLOAD_GRADIO_MAX_BYTES:,} bytes.")
+    from .ingest.add import convert, known_articles
+    from .ingest.article import file_name, render, text_hash
+
+    base = re.split(r"[\\/]", name)[-1]
+    articles = convert(bytes(data), base)
+    if len(articles) != 1:  # pragma: no cover - pages and PDFs are one article each
+        raise InputError(f"{shown_name(name)} holds {len(articles)} articles; add it with python -m qa add.")
+    article = articles[0]
+    by_url, by_text = known_articles(engine.settings.corpus_path)
+    twin = (by_url.get(article.url) if article.url else None) or by_text.get(text_hash(article.text))
+    if twin is not None:
+        raise InputError(f"{shown_name(name)} is already in the corpus as {twin}.")
+    return file_name(article), render(article).encode("utf-8")
 
 
 def safe_article_name(name: object) -> str:
@@ -468,6 +497,7 @@ def add_article(engine: Engine, name: object, data: object) -> tuple[str, BuildR
 
     Returns (saved name, build report). Raises InputError naming the file when it is refused;
     a refused upload leaves the corpus folder and the index as they were."""
+    name, data = convert_upload(engine, name, data)
     safe = check_article(engine, name, data)
     target = engine.settings.corpus_path / safe
     with _UPLOAD_LOCK:
@@ -517,7 +547,7 @@ def upload(engine: Engine, path: str | None) -> tuple[bool, str]:
         return False, ""
     name = Path(path).name
     result, refused = _read_upload(
-        name, path, upload_limit(engine), lambda data: add_article(engine, name, data), "indexing"
+        name, path, upload_limit(engine, name), lambda data: add_article(engine, name, data), "indexing"
     )
     if refused:
         return False, refused
@@ -611,6 +641,7 @@ class Indexer:
         the file when it is refused (bad name, too large, not UTF-8 text, a name already taken)."""
         if self.read_only:
             raise InputError("uploads are turned off: this app runs read-only.")
+        name, data = convert_upload(self.engine, name, data)
         safe = check_article(self.engine, name, data)
         with self._cond:
             if self._closed:
@@ -802,7 +833,7 @@ def receive_upload(indexer: Indexer, path: str | None, orig_name: object = None)
         return None, ""
     name = orig_name if isinstance(orig_name, str) and orig_name.strip() else Path(path).name
     job, refused = _read_upload(
-        name, path, upload_limit(indexer.engine), lambda data: indexer.submit(name, data), "saving"
+        name, path, upload_limit(indexer.engine, name), lambda data: indexer.submit(name, data), "saving"
     )
     if refused:
         return None, refused
@@ -1157,13 +1188,15 @@ def build_ui(
                 else:
                     gr.Markdown(
                         "### Add an article\n"
-                        f"A UTF-8 .txt or .md file, up to {upload_limit(engine) // 1000:,} KB. It is checked and "
+                        f"A UTF-8 .txt or .md file, up to {upload_limit(engine) // 1000:,} KB, or a saved web page "
+                        f"(.html) or a PDF, up to {UPLOAD_GRADIO_MAX_BYTES // 1_000_000} MB (its main text is kept, "
+                        "with its date, outlet and link; feeds: python -m qa add). It is checked and "
                         "saved at once, then indexed in the background, one upload at a time; the panel above "
                         "shows the progress. A name already in the corpus or queued is refused."
                     )
                     upload_button = named_upload_button(
-                        "Upload .txt / .md",
-                        file_types=[".txt", ".md"],
+                        "Upload .txt / .md / .html / .pdf",
+                        file_types=[".txt", ".md", *CONVERTED_UPLOADS],
                         file_count="single",
                         size="md",
                         elem_id="qa-upload",

@@ -336,3 +336,35 @@ def test_upload_name_says_what_it_was_saved_as_and_its_markdown_stays_text(page,
     page.wait_for_timeout(1000)
     assert elsewhere.hits == []
     shot(page, "11_upload_renamed")
+
+
+def test_a_cited_answer_from_an_ingested_web_page(browser_context, tmp_path):
+    """The seed articles added from their fixture web pages (python -m qa add): the source card
+    names the outlet and date, links to the original page, and quotes none of the page's chrome."""
+    from playwright.sync_api import expect
+
+    from qa.ingest.add import add
+
+    pages = sorted((ROOT / "tests" / "fixtures" / "ingest").glob("seed-*.html"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    assert len(add([str(p) for p in pages], corpus).added) == 3
+    with running_app(corpus, tmp_path / "index", tmp_path / "app.log") as url:
+        page = browser_context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(url)
+            page.locator("#qa-question textarea").wait_for()
+            turn = ask(page, "Who plays Irving in Severance?")
+            expect(turn.locator(".qa-text")).to_contain_text("Turturro")
+            turn.locator(".qa-marker").first.click()
+            line = turn.locator(".qa-source .qa-src-line").first
+            expect(line).to_contain_text(re.compile(r"·\s*\d{4}-\d\d-\d\d"))
+            link = line.locator("a.qa-original")
+            expect(link).to_have_attribute("href", re.compile(r"^https://"))
+            assert {"noopener", "noreferrer"} <= set(link.get_attribute("rel").split())  # Gradio keeps these two
+            for chrome in ("cookies", "Advertisement", "Related content"):
+                assert chrome not in turn.locator(".qa-text").inner_text()
+            shot(page, "12_ingested_html_answer")
+        finally:
+            page.close()

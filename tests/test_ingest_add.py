@@ -194,3 +194,24 @@ def test_the_dev_set_passes_on_the_ingested_web_pages_with_the_real_model(corpus
     results = run_dev(engine, rows, corpus)
     failed = [r["id"] for r in results if not r["passed"]]
     assert not failed and len(results) == 16 and len(report.added) == 3, failed
+
+
+def test_the_chat_upload_takes_a_web_page_and_a_pdf(tmp_path, make_engine):
+    from qa.ui import add_article
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "other.txt").write_text(" date 2020-01-01 Something else entirely happened.\n", encoding="utf-8")
+    engine = make_engine(corpus)
+    saved, report = add_article(engine, "page.html", PAGES[0].read_bytes())
+    assert saved.endswith(".txt") and saved in engine.index.documents
+    meta = engine.index.documents[saved]
+    assert meta["date"] == SEED_DATES[0] and meta["url"].startswith("https://") and meta["outlet"]
+    saved_pdf, _ = add_article(engine, "seed.pdf", (FIXTURES / "seed-2.pdf").read_bytes())
+    assert engine.index.documents[saved_pdf]["kind"] == "pdf"
+    with pytest.raises(InputError, match="already in the corpus"):
+        add_article(engine, "again.html", PAGES[0].read_bytes())
+    before = sorted(corpus.iterdir())
+    with pytest.raises(InputError, match="encrypted"):
+        add_article(engine, "locked.pdf", (FIXTURES / "encrypted.pdf").read_bytes())
+    assert sorted(corpus.iterdir()) == before

@@ -103,7 +103,7 @@ def add(inputs: list[str], corpus_dir: str | Path, *, follow_links: bool = False
     if not corpus.is_dir():
         raise InputError(f"corpus folder {show_path(corpus)} does not exist")
     found = read_inputs(list(inputs), follow_links=follow_links, fetch_options=fetch_options or {})
-    by_url, by_text = _known(corpus)
+    by_url, by_text = known_articles(corpus)
     report = AddReport()
     planned: list[tuple[str, str]] = []  # (file name, content)
     for item, article in found:
@@ -128,7 +128,7 @@ def add(inputs: list[str], corpus_dir: str | Path, *, follow_links: bool = False
     return report
 
 
-def _known(corpus: Path) -> tuple[dict[str, str], dict[str, str]]:
+def known_articles(corpus: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The corpus's articles by URL and by text hash (file names)."""
     try:
         docs, _ = load_corpus(corpus)
