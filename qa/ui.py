@@ -53,6 +53,7 @@ STATUS_TICK_SECONDS = 1.5  # how often the page asks for the index status while 
 QUEUE_SHOWN = 5  # queued uploads named in the status panel
 JOBS_KEPT = 500  # finished uploads remembered for their uploaders' messages
 CONVERTED_UPLOADS = (".html", ".htm", ".pdf")  # uploads converted to an article file (as python -m qa add does)
+FEED_UPLOADS = (".xml", ".rss", ".atom")  # a feed upload becomes one queued article per entry
 STAGING_DIR = ".uploads-queued"  # inside the corpus folder; hidden, so never read as an article
 
 _EXAMPLE_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+(?: [A-Z][a-z]+)+")
@@ -422,7 +423,7 @@ def status_line(engine: Engine) -> str:
 
 def upload_limit(engine: Engine, name: object = None) -> int:
     """Most bytes an upload may have: a web page or PDF (converted to text) up to Gradio's cap."""
-    if isinstance(name, str) and Path(name).suffix.lower() in CONVERTED_UPLOADS:
+    if isinstance(name, str) and Path(name).suffix.lower() in CONVERTED_UPLOADS + FEED_UPLOADS:
         return UPLOAD_GRADIO_MAX_BYTES
     return min(UPLOAD_MAX_BYTES, engine.settings.max_file_bytes)
 
@@ -832,12 +833,49 @@ def receive_upload(indexer: Indexer, path: str | None, orig_name: object = None)
     if not path:
         return None, ""
     name = orig_name if isinstance(orig_name, str) and orig_name.strip() else Path(path).name
+    if Path(name).suffix.lower() in FEED_UPLOADS:
+        jobs, refused = _read_upload(
+            name, path, UPLOAD_GRADIO_MAX_BYTES, lambda data: _submit_feed(indexer, name, data), "saving"
+        )
+        if refused:
+            return None, refused
+        queued, duplicates = jobs
+        note = f" ({duplicates} already in the corpus)" if duplicates else ""
+        head = (
+            f'<div class="qa-upload qa-upload-wait">Feed <b>{esc(shown_name(name))}</b>: '
+            f"{len(queued)} article(s) queued{note}.</div>"
+        )
+        if not queued:
+            return None, head
+        return queued[-1], head + render_job(queued[-1], indexer.ahead(queued[-1]))
     job, refused = _read_upload(
         name, path, upload_limit(indexer.engine, name), lambda data: indexer.submit(name, data), "saving"
     )
     if refused:
         return None, refused
     return job, render_job(job, indexer.ahead(job))
+
+
+def _submit_feed(indexer: Indexer, name: str, data: bytes) -> tuple[list[UploadJob], int]:
+    """Every entry of an uploaded feed as an article file, queued (entries already in the corpus
+    skipped): (the jobs, how many were skipped). Nothing is queued when the feed is refused."""
+    if indexer.read_only:
+        raise InputError("uploads are turned off: this app runs read-only.")
+    if len(data) > UPLOAD_GRADIO_MAX_BYTES:
+        raise InputError(f"{shown_name(name)} is too large; the limit is {UPLOAD_GRADIO_MAX_BYTES:,} bytes.")
+    from .ingest.add import convert, known_articles
+    from .ingest.article import file_name, render, text_hash
+
+    articles = convert(bytes(data), re.split(r"[\\/]", name)[-1])
+    by_url, by_text = known_articles(indexer.engine.settings.corpus_path)
+    fresh = []
+    for a in articles:
+        if (a.url and a.url in by_url) or text_hash(a.text) in by_text:
+            continue
+        by_text[text_hash(a.text)] = file_name(a)
+        fresh.append(a)
+    jobs = [indexer.submit(file_name(a), render(a).encode("utf-8")) for a in fresh]
+    return jobs, len(articles) - len(fresh)
 
 
 def _read_upload(name: str, path: str, limit: int, act: Callable[[bytes], Any], doing: str) -> tuple[Any, str]:
@@ -1190,13 +1228,13 @@ def build_ui(
                         "### Add an article\n"
                         f"A UTF-8 .txt or .md file, up to {upload_limit(engine) // 1000:,} KB, or a saved web page "
                         f"(.html) or a PDF, up to {UPLOAD_GRADIO_MAX_BYTES // 1_000_000} MB (its main text is kept, "
-                        "with its date, outlet and link; feeds: python -m qa add). It is checked and "
+                        "with its date, outlet and link), or an RSS/Atom feed (one article per entry). It is checked and "
                         "saved at once, then indexed in the background, one upload at a time; the panel above "
                         "shows the progress. A name already in the corpus or queued is refused."
                     )
                     upload_button = named_upload_button(
                         "Upload .txt / .md / .html / .pdf",
-                        file_types=[".txt", ".md", *CONVERTED_UPLOADS],
+                        file_types=[".txt", ".md", *CONVERTED_UPLOADS, *FEED_UPLOADS],
                         file_count="single",
                         size="md",
                         elem_id="qa-upload",

@@ -252,3 +252,32 @@ def test_upload_messages_are_one_line_of_html(engine, indexer, tmp_path: Path):
     for name in ("two\n\n![x](http://host.example/x.png) lines.txt", "tab\there\r\n.exe"):
         _, message = ui.receive_upload(indexer, str(path), name)
         assert "\n" not in message and "\r" not in message and "\t" not in message
+
+
+def test_a_feed_upload_queues_one_article_per_entry(make_engine, tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ferry.md").write_bytes(FERRY)
+    engine = make_engine(corpus)
+    engine.build_index()
+    indexer = ui.Indexer(engine)
+    feed = Path(__file__).parent / "fixtures" / "ingest" / "feed.xml"
+    path = tmp_path / "gradio" / "feed.xml"
+    path.parent.mkdir()
+    path.write_bytes(feed.read_bytes())
+    job, message = ui.receive_upload(indexer, str(path), "feed.xml")
+    assert job is not None and "3 article(s) queued" in message
+    assert indexer.wait_idle(30)
+    dates = sorted(m["date"] for s, m in engine.index.documents.items() if m.get("url"))
+    assert dates == ["2024-01-31", "2024-02-01", "2025-06-10"]
+    again = tmp_path / "gradio2" / "feed.xml"
+    again.parent.mkdir()
+    again.write_bytes(feed.read_bytes())
+    job, message = ui.receive_upload(indexer, str(again), "feed.xml")
+    assert job is None and "0 article(s) queued (3 already in the corpus)" in message
+    empty = tmp_path / "gradio3" / "empty.xml"
+    empty.parent.mkdir()
+    empty.write_bytes((feed.parent / "empty-feed.xml").read_bytes())
+    job, message = ui.receive_upload(indexer, str(empty), "empty.xml")
+    assert job is None and "qa-upload-refused" in message and "no entries" in message
+    indexer.close()
