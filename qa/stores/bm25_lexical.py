@@ -8,18 +8,18 @@ next search or save. Removed chunks are masked. Ids are the caller's, as in Fais
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .. import lexical
 from ..types import ChunkBatch
+from .rows import MaskedRows
 
 BM25_DIR = "bm25"
 TERMS = "terms.json"
@@ -47,50 +47,28 @@ def write_terms(folder: Path, n: int, df: dict[str, int]) -> None:
     (folder / TERMS).write_text(json.dumps({"n": n, "df": df}, ensure_ascii=False), encoding="utf-8")
 
 
-class Bm25LexicalStore:
+class Bm25LexicalStore(MaskedRows):
     kind = "faiss"  # chosen together with FaissDenseStore by store=faiss
 
     def __init__(self) -> None:
         self.bm25 = None
         self._tokens: list[list[str]] | None = []
         self._texts: Sequence[str] | None = None
-        self._ids = np.zeros(0, np.int64)
-        self._sources: list[str] = []
-        self.live = np.zeros(0, bool)
+        self._init_rows([], [], 0)
         self.n = 0  # chunks the term statistics count (removed ones included, as in Lucene)
         self.df: dict[str, int] = {}
-        self._position: dict[int, int] | None = {}
 
     # ------------------------------------------------------------ protocol
 
     def add(self, batch: ChunkBatch) -> None:
         tokens = self._all_tokens()
-        position = self._positions()
-        ids = np.asarray(batch.ids, dtype=np.int64)
-        for i in ids.tolist():
-            old = position.get(i)
-            if old is not None:
-                self.live[old] = False
-        start = len(self._ids)
         new = [lexical.tokenize(t) for t in batch.texts]
         tokens.extend(new)
         df = Counter(self.df)
         df.update(t for toks in new for t in set(toks))
         self.df, self.n = dict(df), self.n + len(new)
-        self._ids = np.concatenate([self._ids, ids])
-        if not isinstance(self._sources, list):
-            self._sources = list(self._sources)
-        self._sources.extend(batch.sources)
-        self.live = np.concatenate([self.live, np.ones(len(ids), bool)])
-        for k, i in enumerate(ids.tolist()):
-            position[i] = start + k
+        self._append_rows(batch.ids, batch.sources)
         self.bm25 = None
-
-    def remove(self, sources: Iterable[str]) -> int:
-        gone = set(sources)
-        hit = np.fromiter((s in gone for s in self._sources), bool, len(self._sources)) & self.live
-        self.live[hit] = False
-        return int(hit.sum())
 
     def search(self, query: str, n: int, ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         if n <= 0:
@@ -104,9 +82,6 @@ class Bm25LexicalStore:
         found = [(int(self._ids[k]), float(scores[k])) for k in rows if scores[k] > 0]
         found.sort(key=lambda p: (-p[1], p[0]))
         return found[:n]
-
-    def count(self) -> int:
-        return int(self.live.sum())
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -150,18 +125,9 @@ class Bm25LexicalStore:
         store.bm25 = bm25s_module().BM25.load(str(folder / BM25_DIR), show_progress=False, verbosity=0, mmap=mmap)
         store._tokens = None
         store._texts = texts
-        store._ids = np.arange(len(sources), dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
-        store._sources = sources
-        store.live = np.ones(len(sources), bool)
+        store._init_rows(ids, sources, len(sources))
         store.n, store.df = int(terms["n"]), terms["df"]
-        store._position = None
         return store
-
-    def with_live(self, live: np.ndarray) -> Bm25LexicalStore:
-        """A copy sharing the BM25 index, with ``live`` (a bool per position) as its mask."""
-        other = copy.copy(self)
-        other.live = live
-        return other
 
     # ------------------------------------------------------------ internals
 
@@ -179,8 +145,3 @@ class Bm25LexicalStore:
             bm25.index(tokens if any(tokens) else [[NO_TERMS] for _ in tokens], show_progress=False)
             self.bm25 = bm25
         return self.bm25
-
-    def _positions(self) -> dict[int, int]:
-        if self._position is None:
-            self._position = {int(i): k for k, i in enumerate(self._ids.tolist())}
-        return self._position

@@ -3,26 +3,26 @@
 Ids are the caller's; positions in the FAISS index map to them. FAISS's HNSW cannot delete, so
 a removed chunk is masked (never found) rather than deleted; the index holding it is rewritten
 when the caller merges segments. A loaded store is shared by the index versions that hold the
-same segment file: ``masked`` gives a copy with its own mask and the same FAISS object.
+same segment file: ``with_live`` gives a copy with its own mask and the same FAISS object.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..types import ChunkBatch
+from .rows import MaskedRows
 
 FILE = "dense.faiss"
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 
 
-class FaissDenseStore:
+class FaissDenseStore(MaskedRows):
     kind = "faiss"
 
     def __init__(self, dimension: int, *, hnsw: bool = False, ef_search: int = 128) -> None:
@@ -35,10 +35,7 @@ class FaissDenseStore:
             self.index = faiss.IndexFlatIP(dimension)
         self.dimension = dimension
         self.ef_search = ef_search
-        self._ids = np.zeros(0, np.int64)
-        self._sources: list[str] = []
-        self.live = np.zeros(0, bool)
-        self._position: dict[int, int] | None = {}
+        self._init_rows([], [], 0)
 
     # ------------------------------------------------------------ protocol
 
@@ -46,28 +43,9 @@ class FaissDenseStore:
         vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
             raise ValueError(f"vectors of shape {vectors.shape} added to a store of dimension {self.dimension}")
-        ids = np.asarray(batch.ids, dtype=np.int64)
-        position = self._positions()
-        for i in ids.tolist():  # an id stored already is replaced: its old vector is masked
-            old = position.get(i)
-            if old is not None:
-                self.live[old] = False
-        start = len(self._ids)
         if len(vectors):
             self.index.add(vectors)
-        self._ids = np.concatenate([self._ids, ids])
-        if not isinstance(self._sources, list):
-            self._sources = list(self._sources)
-        self._sources.extend(batch.sources)
-        self.live = np.concatenate([self.live, np.ones(len(ids), bool)])
-        for k, i in enumerate(ids.tolist()):
-            position[i] = start + k
-
-    def remove(self, sources: Iterable[str]) -> int:
-        gone = set(sources)
-        hit = np.fromiter((s in gone for s in self._sources), bool, len(self._sources)) & self.live
-        self.live[hit] = False
-        return int(hit.sum())
+        self._append_rows(batch.ids, batch.sources)
 
     def search(self, vector: np.ndarray, n: int, ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         if n <= 0:
@@ -85,9 +63,6 @@ class FaissDenseStore:
         ]
         found.sort(key=lambda p: (-p[1], p[0]))
         return found[:n]
-
-    def count(self) -> int:
-        return int(self.live.sum())
 
     def save(self, folder: Path) -> None:
         import faiss
@@ -120,24 +95,8 @@ class FaissDenseStore:
         store.index = index
         store.dimension = index.d
         store.ef_search = ef_search
-        store._ids = np.arange(index.ntotal, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
-        store._sources = sources
-        store.live = np.ones(index.ntotal, bool)
-        store._position = None
+        store._init_rows(ids, sources, index.ntotal)
         return store
-
-    def masked(self, sources: Iterable[str]) -> FaissDenseStore:
-        """A copy sharing the FAISS index, with every chunk of ``sources`` removed."""
-        other = copy.copy(self)
-        other.live = self.live.copy()
-        other.remove(sources)
-        return other
-
-    def with_live(self, live: np.ndarray) -> FaissDenseStore:
-        """A copy sharing the FAISS index, with ``live`` (a bool per position) as its mask."""
-        other = copy.copy(self)
-        other.live = live
-        return other
 
     @property
     def kind_detail(self) -> dict[str, Any]:
@@ -156,11 +115,6 @@ class FaissDenseStore:
         return self.index.reconstruct_n(0, n) if n else np.zeros((0, self.dimension), np.float32)
 
     # ------------------------------------------------------------ internals
-
-    def _positions(self) -> dict[int, int]:
-        if self._position is None:
-            self._position = {int(i): k for k, i in enumerate(self._ids.tolist())}
-        return self._position
 
     def _search(self, q: np.ndarray, want: int):
         import faiss
