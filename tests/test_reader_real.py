@@ -124,6 +124,17 @@ def test_onnx_and_torch_backends_point_at_the_same_spans(real_engine, backends):
     assert agree >= len(QUESTIONS) / 2
 
 
+def test_onnx_reader_reads_the_same_on_one_or_two_threads(real_engine, backends):
+    """Windows run one by one, so how they are shared out over threads cannot change a score."""
+    _, one = backends
+    two = SpanReader(backend="onnx", threads=2)
+    two.load()
+    assert two._pool is not None and one._pool is None
+    for question, _ in QUESTIONS:
+        passages = real_engine.retrieve(question, k=5)
+        assert one.read(question, passages) == two.read(question, passages)
+
+
 @pytest.mark.parametrize("question", [q for q, _ in QUESTIONS])
 def test_trained_reader_answers_with_a_verbatim_span_inside_a_citation(eager_engine, question):
     answer = eager_engine.answer(question, reader="trained")

@@ -62,10 +62,28 @@ class Reading:
     no_answer: list[float]
 
 
+def share_out(lengths: Sequence[int], workers: int) -> list[list[int]]:
+    """Window indices split into ``workers`` lists of about equal tokens (longest first, each to
+    the least loaded list), so the threads reading one question finish together."""
+    shares: list[list[int]] = [[] for _ in range(max(1, workers))]
+    load = [0] * len(shares)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        w = load.index(min(load))
+        shares[w].append(i)
+        load[w] += lengths[i]
+    return [x for x in shares if x]
+
+
 class SpanReader:
     """The trained network, loaded on first use from the package's weights (or ``folder``).
     ``backend``: 'onnx' (the int8 graph through onnxruntime), 'torch' (the float weights), or
-    'auto' (onnx when onnxruntime and the graph are there, else torch)."""
+    'auto' (onnx when onnxruntime and the graph are there, else torch).
+
+    With onnx, each window runs on its own (no padding), and ``threads`` > 1 reads a question's
+    windows on that many threads at once: the inference thread and helpers, each running one
+    window at a time on a single-threaded onnxruntime call. Unlike one call with several intra-op
+    threads, no thread waits at a barrier for the others, so a busy machine slows a question
+    down in proportion instead of stalling it."""
 
     def __init__(
         self,
@@ -73,11 +91,14 @@ class SpanReader:
         model_path: str | Path | None = None,
         backend: str = "auto",
         window_tokens: int = 0,
+        threads: int = 1,
     ) -> None:
         self.folder = Path(folder) if folder else rm.WEIGHTS_DIR
         self.model_path = model_path
         self.backend = backend
         self.window_tokens = window_tokens  # 0: the model card's window length
+        self.threads = threads
+        self._pool = None  # helper threads beside the inference thread (onnx, threads > 1)
         self._lock = threading.Lock()
         self._run = None
         self._tokenizer = None
@@ -120,6 +141,10 @@ class SpanReader:
                     )
                     return start, end
 
+                if self.threads > 1:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="qa-reader")
                 return run_onnx, card, "onnx"
             if self.backend == "onnx":
                 raise ModelError("reader_backend 'onnx' needs onnxruntime and the reader's ONNX graph")
@@ -144,29 +169,21 @@ class SpanReader:
         return _INFERENCE.run(lambda: self._read(question, passages, top), urgent=True)
 
     def _read(self, question: str, passages: Sequence[Passage], top: int) -> Reading:
-        import numpy as np
-
         tok, config = self._tokenizer, self.config
         enc = rm.encode_windows(tok, [question] * len(passages), [p.text for p in passages], config)
         n = len(enc["input_ids"])
-        width = max(len(x) for x in enc["input_ids"])
-        ids = np.full((n, width), tok.pad_token_id, dtype=np.int64)
-        types = np.zeros((n, width), dtype=np.int64)
-        mask = np.zeros((n, width), dtype=np.int64)
-        pmask = np.zeros((n, width), dtype=bool)
-        for i in range(n):
-            m = len(enc["input_ids"][i])
-            ids[i, :m] = enc["input_ids"][i]
-            types[i, :m] = enc["token_type_ids"][i]
-            mask[i, :m] = 1
-            pmask[i, :m] = [s == 1 for s in enc.sequence_ids(i)]
-        start, end = self._run(ids, mask, types)
+        windows = [self._window(enc, i) for i in range(n)]
+        if self.loaded_backend == "onnx":
+            start, end = self._run_each(windows)
+        else:
+            start, end = self._run_padded(windows)
+        pmask = [w[3] for w in windows]
         guesses: list[SpanGuess] = []
         no_answer = [math.inf] * len(passages)
         for i in range(n):
             rank = enc["overflow_to_sample_mapping"][i]
             p = passages[rank]
-            null = float(start[i, 0] + end[i, 0])
+            null = float(start[i][0] + end[i][0])
             no_answer[rank] = min(no_answer[rank], null)
             offsets = enc["offset_mapping"][i]
             for score, s, e in rm.best_spans_np(start[i], end[i], pmask[i], config.max_answer_tokens, top=top):
@@ -186,6 +203,49 @@ class SpanReader:
                 seen.add(key)
                 unique.append(g)
         return Reading(unique[:top], [x if math.isfinite(x) else 0.0 for x in no_answer])
+
+    def _window(self, enc, i: int):
+        """(ids, mask, types, passage mask) of window ``i``, each of shape (1, its length)."""
+        import numpy as np
+
+        ids = np.asarray([enc["input_ids"][i]], dtype=np.int64)
+        types = np.asarray([enc["token_type_ids"][i]], dtype=np.int64)
+        pmask = np.asarray([s == 1 for s in enc.sequence_ids(i)], dtype=bool)
+        return ids, np.ones_like(ids), types, pmask
+
+    def _run_each(self, windows) -> tuple[list, list]:
+        """Every window on its own (no padding), shared out over the reader's threads."""
+        start: list = [None] * len(windows)
+        end: list = [None] * len(windows)
+
+        def run(share: list[int]) -> None:
+            for i in share:
+                ids, mask, types, _ = windows[i]
+                s, e = self._run(ids, mask, types)
+                start[i], end[i] = s[0], e[0]
+
+        shares = share_out([w[0].shape[1] for w in windows], self.threads if self._pool else 1)
+        helpers = [self._pool.submit(run, share) for share in shares[1:]] if self._pool else []
+        run(shares[0])
+        for h in helpers:
+            h.result()
+        return start, end
+
+    def _run_padded(self, windows) -> tuple[list, list]:
+        """All windows in one padded batch (the torch path)."""
+        import numpy as np
+
+        width = max(w[0].shape[1] for w in windows)
+        ids = np.full((len(windows), width), self._tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for i, (w_ids, _, w_types, _) in enumerate(windows):
+            m = w_ids.shape[1]
+            ids[i, :m], types[i, :m], mask[i, :m] = w_ids[0], w_types[0], 1
+        start, end = self._run(ids, mask, types)
+        return [start[i, : w[0].shape[1]] for i, w in enumerate(windows)], [
+            end[i, : w[0].shape[1]] for i, w in enumerate(windows)
+        ]
 
 
 # ---------------------------------------------------------------- the answer around the span
@@ -351,6 +411,7 @@ class TrainedReader:
             settings.model_path or None,
             settings.reader_backend,
             settings.reader_window_tokens,
+            settings.reader_threads,
         )
 
     def warm_up(self) -> None:
