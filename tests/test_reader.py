@@ -32,6 +32,7 @@ from qa.reading.trained import (
     abstain_features,
     answer_from_reading,
     quote_around,
+    share_out,
 )
 from qa.settings import READER_ABSTAIN_FEATURES, Settings
 from qa.types import Answer, AnswerSpan, Citation, Passage, Span
@@ -214,6 +215,47 @@ def test_span_reader_ranks_passages_and_drops_duplicates(tokenizer):
     assert best.rank == 1 and best.text == "Walken" and file_text[best.start : best.end] == "Walken"
     assert len(reading.no_answer) == 3
     assert reader.read("Who?", []) == Reading([], [])
+
+
+@pytest.mark.parametrize(
+    "lengths, workers",
+    [([192, 192, 80, 150, 192, 60, 190], 2), ([10], 2), ([5, 5, 5], 1), ([7, 3, 9, 1, 4], 3), ([], 2)],
+)
+def test_share_out_gives_every_window_once_in_balanced_shares(lengths, workers):
+    shares = share_out(lengths, workers)
+    assert sorted(i for s in shares for i in s) == list(range(len(lengths)))
+    assert len(shares) <= workers and all(shares)
+    loads = [sum(lengths[i] for i in s) for s in shares]
+    if loads:
+        # longest-first to the least loaded: no share exceeds another by more than one window
+        assert max(loads) - min(loads) <= max(lengths)
+
+
+def test_windows_read_one_by_one_on_threads_equal_one_padded_batch(tokenizer):
+    """The onnx path runs each window alone (no padding), shared out over threads; what it finds
+    must be what one padded batch finds, in the same order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    file_text = ("Filler words about the office and its halls. " * 9) + "Later, Christopher Walken plays Burt. "
+    passages = [
+        passage_at(file_text, 0, 200),
+        passage_at(file_text, 150, len(file_text)),
+        passage_at(file_text, 40, 90),
+    ]
+    config = rm.WindowConfig(max_length=40, stride=12)
+    padded = pointing_reader(tokenizer, "Walken", config)
+    padded.loaded_backend = "torch"
+    want = padded.read("Who plays Burt?", passages)
+    assert want.spans and want.spans[0].text == "Walken"
+    for threads in (1, 2, 3):
+        each = pointing_reader(tokenizer, "Walken", config)
+        each.loaded_backend, each.threads = "onnx", threads
+        each._pool = ThreadPoolExecutor(threads - 1) if threads > 1 else None
+        got = each.read("Who plays Burt?", passages)
+        assert got == want, f"{threads} threads read differently"
+        assert each._run.calls > padded._run.calls == 1, "windows were not run one by one"
+        if each._pool:
+            each._pool.shutdown()
 
 
 # ---------------------------------------------------------------- the quote around a span
@@ -754,6 +796,35 @@ def make_questions(n_articles: int = 12) -> list[train.Question]:
         for a in range(n_articles)
         for i in range(3)
     ]
+
+
+def test_small_calibration_corpora_keep_the_protocols_split():
+    from qa.reading.calibrate import small_corpora
+
+    def article(n):
+        return {
+            "title": f"T{n}",
+            "paragraphs": [
+                {
+                    "context": f"Text {n}.",
+                    "qas": [{"id": f"q{n}", "question": "?", "answers": [{"text": "Text", "answer_start": 0}]}],
+                }
+            ],
+        }
+
+    held = {"data": [article(n) for n in range(40)]}
+    out_titles = {f"T{n}" for n in range(40) if not evaluation.in_corpus(n)}
+    corpora = small_corpora(held, 3)
+    kept = [a["title"] for c in corpora for a in c["data"][1:]]
+    assert sorted(kept) == sorted(f"T{n}" for n in range(40) if evaluation.in_corpus(n)), "each kept article once"
+    for c in corpora:
+        assert 2 <= len(c["data"]) <= 4 and c["data"][0]["title"] in out_titles
+        files, questions = evaluation.squad_articles(c)
+        assert len(files) == len(c["data"]) - 1
+        assert [q.in_corpus for q in questions] == [False] + [True] * (len(c["data"]) - 1)
+    for bad in (0, 6, -1):
+        with pytest.raises(InputError, match="--small-corpora"):
+            small_corpora(held, bad)
 
 
 def test_split_articles_is_deterministic_and_disjoint():

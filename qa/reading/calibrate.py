@@ -6,7 +6,11 @@ closed corpus by the benchmark's own protocol (article ``i`` left out when ``i %
 their questions are in-corpus or out-of-corpus exactly as the benchmark's are. Each sampled
 question is answered with ``answer(question, k=5)``'s retrieval and the trained reader; the
 reader's signals and the retrieval signals (``trained.abstain_features``) are fitted by logistic
-regression to "the question is in the corpus". Printed: the ``reader_abstain_model`` string and,
+regression to "the question is in the corpus". With ``--small-corpora N`` (default 3) half the
+questions come instead from corpora of N held-out articles each, as a folder of a few news
+articles is: signals such as the share of question words the corpus knows, or BM25's scale, are
+not the same in a corpus of 3 articles as in one of 33, and a model fitted on the big one alone
+refuses too much in a small one. Printed: the ``reader_abstain_model`` string and,
 per threshold, answered (in corpus), refused (out of corpus) and answer accuracy (in corpus).
 A person puts the chosen numbers in ``qa/settings.py``. With ``--reader picker`` the sentence
 picker's nine signals (``answering.abstain_features``) are fitted the same way, for
@@ -37,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reader", choices=("trained", "picker"), default="trained", help="whose confidence model (default trained)"
     )
+    p.add_argument(
+        "--small-corpora",
+        type=int,
+        default=3,
+        metavar="N",
+        help="draw half the questions from small corpora of N held-out articles each "
+        "(a folder of a few articles, as the product is used), 1 to 5; 0: only the one corpus of all of them",
+    )
 
 
 def held_out_squad(data_folder: Path, card: dict) -> dict:
@@ -52,11 +64,52 @@ def held_out_squad(data_folder: Path, card: dict) -> dict:
     return {"version": "heldout-train", "data": [a for a in data["data"] if a["title"] in held_titles]}
 
 
+def small_corpora(held: dict, size: int) -> list[dict]:
+    """The held-out articles the protocol keeps in the corpus, cut into corpora of ``size``
+    articles; each is put after one of the articles the protocol leaves out, which stays out (index
+    0 of its list), so its questions are the small corpus's out-of-corpus ones."""
+    from ..evaluation import in_corpus
+
+    if not 1 <= size < 6:
+        raise InputError(f"--small-corpora must be from 0 to 5. Currently, it is {size}.")
+    arts = held["data"]
+    left = [a for i, a in enumerate(arts) if not in_corpus(i)]
+    kept = [a for i, a in enumerate(arts) if in_corpus(i)]
+    groups = [kept[k : k + size] for k in range(0, len(kept), size)]
+    return [{"version": f"heldout-small-{g}", "data": [left[g % len(left)], *grp]} for g, grp in enumerate(groups)]
+
+
+def _engines(args: argparse.Namespace, engine, work: Path, held: dict, card: dict):
+    """[(name, engine, sampled questions)]: the one corpus of all held-out articles, and (with
+    ``--small-corpora``) the small corpora, which share half of the sample."""
+    from ..evaluation import sample_questions, squad_engine
+
+    squad_path = work / f"heldout-seed{card.get('seed')}.json"
+    squad_path.write_text(json.dumps(held), encoding="utf-8")
+    big, questions, _ = squad_engine(squad_path, work, engine)
+    if not args.small_corpora:
+        return [("all", big, sample_questions(questions, args.questions, args.seed))]
+    out = [("all", big, sample_questions(questions, args.questions - args.questions // 2, args.seed))]
+    pool = []
+    for g, data in enumerate(small_corpora(held, args.small_corpora)):
+        path = work / f"heldout-seed{card.get('seed')}-small{args.small_corpora}-{g}.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        small, qs, _ = squad_engine(path, work / f"small{args.small_corpora}", engine)
+        pool += [(small, q) for q in qs]
+    picked = sample_questions(list(range(len(pool))), args.questions // 2, args.seed)
+    by_engine: dict[int, tuple] = {}
+    for i in picked:
+        e, q = pool[i]
+        by_engine.setdefault(id(e), (e, []))[1].append(q)
+    out += [(f"small{args.small_corpora}", e, qs) for e, qs in by_engine.values()]
+    return out
+
+
 def main(args: argparse.Namespace, engine) -> int:
     import numpy as np
 
     from ..calibration import fit_logistic
-    from ..evaluation import percentile, sample_questions, squad_correct, squad_em_f1, squad_engine
+    from ..evaluation import percentile, squad_correct, squad_em_f1
     from ..retrieval import search
     from .trained import TrainedReader
 
@@ -65,58 +118,65 @@ def main(args: argparse.Namespace, engine) -> int:
     card = rm.read_card(Path(engine.settings.reader_weights) if engine.settings.reader_weights else rm.WEIGHTS_DIR)
     work = args.cache / "reader-calibration"
     work.mkdir(parents=True, exist_ok=True)
-    squad_path = work / f"heldout-seed{card.get('seed')}.json"
-    squad_path.write_text(json.dumps(held_out_squad(args.data, card)), encoding="utf-8")
-    sq_engine, questions, build = squad_engine(squad_path, work, engine)
-    sample = sample_questions(questions, args.questions, args.seed)
+    held = held_out_squad(args.data, card)
     out = args.out or Path("artifacts") / f"{args.reader}-calibration.json"
+    parts = _engines(args, engine, work, held, card)
     if args.reader == "picker":
-        return _picker(sq_engine, sample, build, out)
-    reader = TrainedReader(sq_engine.settings.replace(reader_abstain_threshold=-1.0))  # always answers
-    index = sq_engine.index
-    X, y, ok = [], [], []
+        return _picker(parts, out)
+    X, y, ok, part_of = [], [], [], []
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
     ems, f1s, latencies = [], [], []
-    for q in tqdm(sample, desc="calibration questions", unit="q", mininterval=2):
-        t = time.perf_counter()
-        hits = search(index, sq_engine.embedder, sq_engine.settings, q.question, 5)
-        answer, feats = reader.read_with_features(q.question, hits, index, q.question)
-        latencies.append(time.perf_counter() - t)
-        if q.in_corpus:
-            em, f1 = squad_em_f1(answer.span.text, q.answers) if answer.span else (0.0, 0.0)
-            ems.append(em)
-            f1s.append(f1)
-        if not feats:
-            continue
-        X.append(feats)
-        y.append(1.0 if q.in_corpus else 0.0)
-        ok.append(bool(q.in_corpus and not answer.abstained and squad_correct(answer, q)))
+    bar = tqdm(total=sum(len(qs) for _, _, qs in parts), desc="calibration questions", unit="q", mininterval=2)
+    spans = None
+    for name, sq_engine, sample in parts:
+        reader = TrainedReader(sq_engine.settings.replace(reader_abstain_threshold=-1.0), spans)  # always answers
+        spans = reader.spans  # one network for every corpus
+        index = sq_engine.index
+        for q in sample:
+            bar.update(1)
+            t = time.perf_counter()
+            hits = search(index, sq_engine.embedder, sq_engine.settings, q.question, 5)
+            answer, feats = reader.read_with_features(q.question, hits, index, q.question)
+            latencies.append(time.perf_counter() - t)
+            if q.in_corpus:
+                em, f1 = squad_em_f1(answer.span.text, q.answers) if answer.span else (0.0, 0.0)
+                ems.append(em)
+                f1s.append(f1)
+            if not feats:
+                continue
+            X.append(feats)
+            y.append(1.0 if q.in_corpus else 0.0)
+            ok.append(bool(q.in_corpus and not answer.abstained and squad_correct(answer, q)))
+            part_of.append(name)
+    bar.close()
     X_, y_, ok_ = np.array(X, dtype=np.float64), np.array(y), np.array(ok)
     if len(set(y)) < 2:
         raise InputError("the sample holds only in-corpus or only out-of-corpus questions; raise --questions")
     theta = fit_logistic(X_, y_)
     prob = 1.0 / (1.0 + np.exp(-(X_ @ theta[1:] + theta[0])))
     model = ",".join(f"{v:.4g}" for v in theta)
-    rows = []
-    for t in THRESHOLDS:
-        answered = prob >= t
-        rows.append(
-            {
-                "threshold": t,
-                "answered_in_corpus": float(answered[y_ == 1].mean()),
-                "refused_out_of_corpus": float((~answered[y_ == 0]).mean()),
-                "accuracy_in_corpus": float((answered & ok_)[y_ == 1].mean()),
-            }
-        )
+    rows = _rows(prob, y_, ok_)
+    parts_ = np.array(part_of)
+    by_part = {
+        name: _rows(prob[parts_ == name], y_[parts_ == name], ok_[parts_ == name]) for name in dict.fromkeys(part_of)
+    }
     report = {
         "reader_abstain_model": model,
         "rows": rows,
+        "rows_by_corpus": by_part,
+        "corpora": {
+            name: {
+                "corpora": sum(1 for n, _, _ in parts if n == name),
+                "questions": sum(len(qs) for n, _, qs in parts if n == name),
+            }
+            for name in dict.fromkeys(n for n, _, _ in parts)
+        },
         "questions": len(X),
         "in_corpus": int(y_.sum()),
         "out_of_corpus": int(len(y_) - y_.sum()),
-        "articles": build.get("documents"),
+        "articles": sum(len(e.index.documents) for _, e, _ in parts),
         "seconds": round(time.perf_counter() - t0, 1),
         "always_answering": {
             "accuracy_in_corpus": round(float(ok_[y_ == 1].mean()), 4),
@@ -134,6 +194,7 @@ def main(args: argparse.Namespace, engine) -> int:
         "note": "answered/refused use the model fitted on these same questions (in-sample)",
     }
     _write_and_print(out, report, "reader_abstain_model", model, rows)
+    _print_parts(by_part)
     aa = report["always_answering"]
     print(
         f"always answering: accuracy {aa['accuracy_in_corpus']:.3f}, EM {aa['EM']:.3f}, F1 {aa['F1']:.3f} (in corpus); "
@@ -141,6 +202,31 @@ def main(args: argparse.Namespace, engine) -> int:
     )
     print(f"{len(X)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
     return 0
+
+
+def _rows(prob, y, ok) -> list[dict]:
+    """Answered (in corpus), refused (out of corpus) and accuracy (in corpus) per threshold."""
+    rows = []
+    for t in THRESHOLDS:
+        answered = prob >= t
+        rows.append(
+            {
+                "threshold": t,
+                "answered_in_corpus": float(answered[y == 1].mean()) if (y == 1).any() else None,
+                "refused_out_of_corpus": float((~answered[y == 0]).mean()) if (y == 0).any() else None,
+                "accuracy_in_corpus": float((answered & ok)[y == 1].mean()) if (y == 1).any() else None,
+            }
+        )
+    return rows
+
+
+def _print_parts(by_part: dict[str, list[dict]]) -> None:
+    if len(by_part) > 1:
+        for name, part_rows in by_part.items():
+            cells = ", ".join(
+                f"{r['threshold']}: {r['answered_in_corpus']:.3f}/{r['refused_out_of_corpus']:.3f}" for r in part_rows
+            )
+            print(f"{name} (threshold: answered/refused): {cells}")
 
 
 def _write_and_print(out: Path, report: dict, setting: str, model: str, rows: list[dict]) -> None:
@@ -156,53 +242,52 @@ def _write_and_print(out: Path, report: dict, setting: str, model: str, rows: li
         )
 
 
-def _picker(sq_engine, sample, build, out: Path) -> int:
-    """The sentence picker's ``abstain_model``, fitted on the held-out questions, with answered /
-    refused / accuracy per threshold (in-sample, like the trained reader's)."""
+def _picker(parts, out: Path) -> int:
+    """The sentence picker's ``abstain_model``, fitted on the held-out questions (of every
+    corpus in ``parts``), with answered / refused / accuracy per threshold (in-sample, like the
+    trained reader's)."""
     import numpy as np
 
     from ..calibration import features, fit_logistic
+    from ..engine import Engine
     from ..evaluation import squad_correct
 
     t0 = time.perf_counter()
-    X, y = features(sq_engine, sample)
+    fitted = [(name, e, sample, *features(e, sample)) for name, e, sample in parts]
+    X = np.concatenate([f[3] for f in fitted])
+    y = np.concatenate([f[4] for f in fitted])
     if len(set(y.tolist())) < 2:
         raise InputError("the sample holds only in-corpus or only out-of-corpus questions; raise --questions")
     theta = fit_logistic(X, y)
     model = ",".join(f"{v:.4g}" for v in theta)
-    always = sq_engine.settings.replace(abstain_model=model, abstain_threshold=-1.0)
-    from ..engine import Engine
-
-    answering_engine = Engine(always, embedder=sq_engine.embedder)
-    answering_engine._index = sq_engine.index
-    rows = []
-    probs, ok, inside = [], [], []
-    for q in sample:
-        a = answering_engine.answer(q.question, None, 5, reader="picker")
-        probs.append(a.confidence)
-        inside.append(q.in_corpus)
-        ok.append(bool(q.in_corpus and squad_correct(a, q)))
-    probs_, ok_, in_ = np.array(probs), np.array(ok), np.array(inside)
-    for t in THRESHOLDS:
-        answered = probs_ >= t
-        rows.append(
-            {
-                "threshold": t,
-                "answered_in_corpus": float(answered[in_].mean()),
-                "refused_out_of_corpus": float((~answered[~in_]).mean()),
-                "accuracy_in_corpus": float((answered & ok_)[in_].mean()),
-            }
-        )
+    probs, ok, inside, part_of = [], [], [], []
+    for name, sq_engine, sample in parts:
+        always = sq_engine.settings.replace(abstain_model=model, abstain_threshold=-1.0)
+        answering_engine = Engine(always, embedder=sq_engine.embedder)
+        answering_engine._index = sq_engine.index
+        for q in sample:
+            a = answering_engine.answer(q.question, None, 5, reader="picker")
+            probs.append(a.confidence)
+            inside.append(1.0 if q.in_corpus else 0.0)
+            ok.append(bool(q.in_corpus and squad_correct(a, q)))
+            part_of.append(name)
+    probs_, ok_, in_, parts_ = np.array(probs), np.array(ok), np.array(inside), np.array(part_of)
+    rows = _rows(probs_, in_, ok_)
+    by_part = {
+        name: _rows(probs_[parts_ == name], in_[parts_ == name], ok_[parts_ == name]) for name in dict.fromkeys(part_of)
+    }
     report = {
         "abstain_model": model,
         "rows": rows,
-        "questions": len(sample),
+        "rows_by_corpus": by_part,
+        "questions": len(probs),
         "in_corpus": int(in_.sum()),
-        "articles": build.get("documents"),
-        "embedder": sq_engine.embedder.model_id,
+        "articles": sum(len(e.index.documents) for _, e, _ in parts),
+        "embedder": parts[0][1].embedder.model_id,
         "seconds": round(time.perf_counter() - t0, 1),
         "note": "answered/refused use the model fitted on these same questions (in-sample)",
     }
     _write_and_print(out, report, "abstain_model", model, rows)
-    print(f"{len(sample)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
+    _print_parts(by_part)
+    print(f"{len(probs)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
     return 0

@@ -192,6 +192,12 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- **Training**: {t.get('questions', '?')} questions, {t.get('windows', '?')} windows, "
         f"{t.get('steps', '?')} steps of {t.get('batch_size', '?')}, lr {t.get('lr', '?')}, {t.get('precision', '?')}, "
         f"{t.get('device', '?')}, {t.get('minutes', '?')} min",
+        *(
+            f"- **Started from** stage {i}: `{st.get('command')}`, {st.get('training', {}).get('questions', '?')} "
+            f"questions, {st.get('training', {}).get('steps', '?')} steps, {st.get('training', {}).get('minutes', '?')} min; "
+            f"validation {st.get('validation')}"
+            for i, st in enumerate(card.get("previous", []), 1)
+        ),
         f"- **Window**: {card.get('window', {})}",
         f"- **Held out**: {card.get('held_out', {})} (validation and refusal calibration only)",
         f"- **Validation** (held-out training articles, gold paragraph given): EM {gold.get('em', '?')}, "

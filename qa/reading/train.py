@@ -257,6 +257,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def previous_stages(card: dict) -> list[dict]:
+    """What the weights given to ``--init`` went through, oldest first: each stage's command, seed,
+    training facts and final validation, so a model card tells the whole chain of runs."""
+    stage = {
+        "command": card.get("command"),
+        "seed": card.get("seed"),
+        "training": card.get("training", {}),
+        "validation": card.get("validation", {}).get("gold_paragraph"),
+    }
+    return [*card.get("previous", []), stage]
+
+
 def _command_args() -> list[str]:
     argv = sys.argv[1:]
     return argv[argv.index("train-reader") + 1 :] if "train-reader" in argv else argv
@@ -350,8 +362,10 @@ def main(args: argparse.Namespace) -> int:
     steps_per_epoch = math.ceil(len(features) / args.batch_size)
     total = max(1, int(steps_per_epoch * args.epochs))
     network = rm.build_network()
+    previous = None
     if args.init:
-        init, _ = rm.load_network(args.init)  # go on from trained weights (e.g. the package's)
+        init, init_card = rm.load_network(args.init)
+        previous = previous_stages(init_card)  # go on from trained weights (e.g. the package's)
         network.load_state_dict(init.state_dict())
         for p in network.parameters():
             p.requires_grad_(True)
@@ -465,6 +479,7 @@ def main(args: argparse.Namespace) -> int:
         },
         "held_out": {"articles": len(held_articles), "questions": len(held_q)},
         "validation": {"gold_paragraph": final, "curve": curve},
+        **({"previous": previous} if previous else {}),
         "license": "weights derived from all-MiniLM-L6-v2 (Apache-2.0) and SQuAD v1.1 train (CC BY-SA 4.0)",
     }
     if not args.max_steps or step >= total:
