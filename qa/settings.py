@@ -148,14 +148,19 @@ class Settings:
     reader_window_tokens: int = _s(
         0, "Tokens of question and passage the trained reader reads at once (0: as it was trained; at most 512)."
     )
+    reader_threads: int = _s(
+        2,
+        "Trained reader (onnx): threads reading one question's windows side by side, each running one window at a "
+        "time on one core; 1: the inference thread alone.",
+    )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-11.29,-0.09145,0.09402,0.3435,-0.3765,13.9,0.9662,3.888,0.2766,-1.433",
+        "-4.942,-0.1931,0.1804,0.267,-0.04705,14.41,-0.5332,1.186,-0.7291,-2.764",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage.",
     )
-    reader_abstain_threshold: float = _s(0.6, "Trained reader: abstain when its confidence is below this.")
+    reader_abstain_threshold: float = _s(0.7, "Trained reader: abstain when its confidence is below this.")
 
     def __post_init__(self) -> None:
         """Every value checked when the settings are made (from code, ``QA_*`` or the CLI alike):
@@ -202,6 +207,8 @@ class Settings:
             _bad("reader_backend", self.reader_backend, f"one of {', '.join(map(repr, READER_BACKENDS))}")
         if self.reader_window_tokens and not 96 <= self.reader_window_tokens <= 512:
             _bad("reader_window_tokens", self.reader_window_tokens, "0 or an integer from 96 to 512")
+        if not 1 <= self.reader_threads <= 64:
+            _bad("reader_threads", self.reader_threads, "an integer from 1 to 64")
         if self.reader not in READERS:
             _bad("reader", self.reader, f"one of {', '.join(map(repr, READERS))}")
         try:
@@ -357,7 +364,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "abstain_threshold", "abstain_model",
     ),
     "reading": (
-        "reader", "reader_backend", "reader_w_passage", "reader_window_tokens", "reader_weights",
+        "reader", "reader_backend", "reader_w_passage", "reader_window_tokens", "reader_threads", "reader_weights",
         "reader_abstain_model", "reader_abstain_threshold",
     ),
 }  # fmt: skip
