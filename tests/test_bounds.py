@@ -99,6 +99,31 @@ def test_term_matching_is_unchanged_for_normal_terms(terms):
         assert ts.has(probe) == old, probe
 
 
+@pytest.mark.parametrize("terms", [["irv", "burt"], ["lumon", "lumonindustri"], ["season", "seasonal", "sea"]])
+def test_question_lookups_worked_out_once_match_term_matching(terms):
+    """Reranking looks a question's terms up in many sentences with lookups worked out once per
+    question (features._Weighted); each must say what TermSet.has says, and a sentence with the
+    one before counts a term found in either, as their union did."""
+    from qa.reading.features import TermSet as TS
+    from qa.reading.features import _Weighted
+
+    probes = ["irv", "irving", "burt", "burton", "bur", "lumo", "lumon", "lumonx", "seas", "seasonally", "se", "x"]
+    probes.append("burt" + "q" * 100_000)
+    ts, before = TS.of(terms), TS.of(["burton", "lum"])
+    weighted = _Weighted.of(_FakeStats(), probes)
+    assert weighted.found(ts) == tuple(ts.has(p) for p in probes)
+    either = [a or b for a, b in zip(weighted.found(ts), weighted.found(before), strict=True)]
+    assert weighted.share(either) == answering.coverage(_FakeStats(), probes, ts | before)
+    assert max(len(c) for candidates, _ in weighted.probes for c in candidates[1:]) <= MAX
+
+
+class _FakeStats:
+    """Just what IDF weights need of an index."""
+
+    n_stats = 10
+    df = {"irv": 1, "burt": 3, "season": 2}
+
+
 def test_a_sentence_holding_a_huge_run_is_never_quoted():
     sentence = "The refinement team studied the code {} before the storm ended."
     assert quotable(sentence.format("x" * MAX), 4)

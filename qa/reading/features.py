@@ -118,6 +118,17 @@ def chunk_sentences(index: Index, chunk_id: int) -> list[tuple[Span, str, TermSe
     return out
 
 
+def _quotable_sentences(index: Index, chunk_id: int, min_words: int) -> list[bool]:
+    """``quotable`` of each of the chunk's sentences (memoised per index)."""
+    cache = _cache(index, "quotable")
+    out = cache.get((chunk_id, min_words))
+    if out is None:
+        out = cache[(chunk_id, min_words)] = [
+            quotable(text, min_words) for _, text, _ in chunk_sentences(index, chunk_id)
+        ]
+    return out
+
+
 def chunk_terms(index: Index, chunk_id: int) -> TermSet:
     cache = _cache(index, "chunk_terms")
     out = cache.get(chunk_id)
@@ -128,13 +139,50 @@ def chunk_terms(index: Index, chunk_id: int) -> TermSet:
 
 def coverage(index: Index, question_terms: list[str], text_terms) -> float:
     """IDF-weighted share of the question's terms found in the text (0..1)."""
-    uniq = list(dict.fromkeys(question_terms))
-    if not uniq:
-        return 0.0
+    weighted = _Weighted.of(index, question_terms)
     ts = text_terms if isinstance(text_terms, TermSet) else TermSet.of(text_terms)
-    weights = [_idf(index, t) for t in uniq]
-    got = sum(w for t, w in zip(uniq, weights, strict=True) if ts.has(t))
-    return got / sum(weights)
+    return weighted.share(weighted.found(ts))
+
+
+@dataclass(frozen=True)
+class _Weighted:
+    """A question's distinct terms with their IDF weights, worked out once per question and chunk
+    rather than once per sentence (``coverage`` of many texts, as reranking asks, is then only
+    the ``TermSet.has`` lookups)."""
+
+    terms: tuple[str, ...]
+    weights: tuple[float, ...]
+    total: float
+    # per term, what TermSet.has looks up: (the term and its prefixes that may be terms, whether
+    # the term itself may be a text term's prefix)
+    probes: tuple[tuple[tuple[str, ...], bool], ...] = ()
+
+    @classmethod
+    def of(cls, index: Index, question_terms: list[str]) -> _Weighted:
+        uniq = tuple(dict.fromkeys(question_terms))
+        weights = tuple(_idf(index, t) for t in uniq)
+        top = lexical.MAX_WORD_CHARS
+        probes = tuple(
+            ((t, *(t[:i] for i in range(4, min(len(t), top + 1)))), 4 <= len(t) <= top)
+            if len(t) >= 4
+            else ((t,), False)
+            for t in uniq
+        )
+        return cls(uniq, weights, sum(weights), probes)
+
+    def found(self, ts: TermSet) -> tuple[bool, ...]:
+        """``ts.has(t)`` for each term, with the lookups worked out once per question."""
+        terms, prefixes = ts.terms, ts.prefixes
+        return tuple(
+            not terms.isdisjoint(candidates) or (maybe_prefix and candidates[0] in prefixes)
+            for candidates, maybe_prefix in self.probes
+        )
+
+    def share(self, found) -> float:
+        """IDF-weighted share of the terms ``found`` marks (summed in the terms' order)."""
+        if not self.terms:
+            return 0.0
+        return sum(w for w, hit in zip(self.weights, found, strict=True) if hit) / self.total
 
 
 # What a question asks for, and how a sentence that has it looks: (question pattern, precise
@@ -298,18 +346,22 @@ def sentence_features(
     sents = chunk_sentences(index, chunk_id)
     vecs = index.sentence_block(chunk_id)
     sims = vecs @ question_vector if len(vecs) else np.zeros(0)
-    context = coverage(index, question_terms, chunk_terms(index, chunk_id))
+    weighted = _Weighted.of(index, question_terms)
+    context = weighted.share(weighted.found(chunk_terms(index, chunk_id)))
     focus = focus_term(question) if settings.w_focus else None
+    oks = _quotable_sentences(index, chunk_id, settings.min_answer_words)
+    total = weighted.total
     out = []
-    for i, ((span, text, ts), sim) in enumerate(zip(sents, sims, strict=True)):
-        ok = quotable(text, settings.min_answer_words)
-        cov = raw = coverage(index, question_terms, ts) if ok else 0.0
+    for i, ((span, text, ts), sim, ok) in enumerate(zip(sents, sims, oks, strict=True)):
+        found = weighted.found(ts) if ok else ()
+        cov = raw = weighted.share(found) if ok else 0.0
         if ok and settings.w_previous > 0 and cov < 1.0:
             prev = _previous_terms(index, chunk_id, i)
             if prev is not None:
-                raw += settings.w_previous * (coverage(index, question_terms, ts | prev) - raw)
+                # the sentence and the one before together: a term is found in either (as in ts | prev)
+                both = [a or b for a, b in zip(found, weighted.found(prev), strict=True)]
+                raw += settings.w_previous * (weighted.share(both) - raw)
         if ok and settings.coverage_smoothing:
-            total = sum(_idf(index, t) for t in dict.fromkeys(question_terms))
             cov = raw * total / (total + settings.coverage_smoothing) if total else 0.0
         else:
             cov = raw
