@@ -155,12 +155,12 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-4.942,-0.1931,0.1804,0.267,-0.04705,14.41,-0.5332,1.186,-0.7291,-2.764",
+        "-5.129,-0.2248,0.1978,0.2396,-0.1396,13.9,-0.3542,1.432,-0.2326,-2.086",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage.",
     )
-    reader_abstain_threshold: float = _s(0.7, "Trained reader: abstain when its confidence is below this.")
+    reader_abstain_threshold: float = _s(0.6, "Trained reader: abstain when its confidence is below this.")
 
     def __post_init__(self) -> None:
         """Every value checked when the settings are made (from code, ``QA_*`` or the CLI alike):
