@@ -145,6 +145,12 @@ class Settings:
     reader_w_passage: float = _s(
         6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
+    reader_rank_model: str = _s(
+        "0.4079,-0.4556,0.103,5.025,-1.041,-1.097,0.7312,-0.2827,0.8097,-0.1291,-0.2748,-0.008893,0.6703,-1.113",
+        "Trained reader: how it chooses among its span guesses, a logistic model fitted by `python -m qa "
+        "calibrate-reader` (intercept, then weights of the features listed at `reading.trained.rank_features`); "
+        "empty: by span score plus `reader_w_passage`.",
+    )
     reader_window_tokens: int = _s(
         0, "Tokens of question and passage the trained reader reads at once (0: as it was trained; at most 512)."
     )
@@ -155,12 +161,12 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-5.129,-0.2248,0.1978,0.2396,-0.1396,13.9,-0.3542,1.432,-0.2326,-2.086",
+        "-6.605,-0.07507,0.1595,0.2069,-0.1695,14.15,-0.008538,1.355,-0.7278,-2.592",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage.",
     )
-    reader_abstain_threshold: float = _s(0.6, "Trained reader: abstain when its confidence is below this.")
+    reader_abstain_threshold: float = _s(0.8, "Trained reader: abstain when its confidence is below this.")
 
     def __post_init__(self) -> None:
         """Every value checked when the settings are made (from code, ``QA_*`` or the CLI alike):
@@ -221,6 +227,17 @@ class Settings:
                 self.reader_abstain_model,
                 f"{READER_ABSTAIN_FEATURES + 1} comma-separated numbers",
             )
+        if self.reader_rank_model:
+            try:
+                coef = [float(x) for x in self.reader_rank_model.split(",")]
+            except ValueError:
+                coef = []
+            if len(coef) != READER_RANK_FEATURES + 1 or not all(map(math.isfinite, coef)):
+                _bad(
+                    "reader_rank_model",
+                    self.reader_rank_model,
+                    f"empty or {READER_RANK_FEATURES + 1} comma-separated numbers",
+                )
         if not 0.0 <= self.dense_weight <= 1.0:
             _bad("dense_weight", self.dense_weight, "a number from 0 to 1")
         if not 0 < self.fetch_timeout <= 600:
@@ -285,6 +302,7 @@ ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.absta
 READERS = ("trained", "picker")
 READER_BACKENDS = ("auto", "onnx", "torch")
 READER_ABSTAIN_FEATURES = 9  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
+READER_RANK_FEATURES = 13  # what the trained reader's choice among its guesses weighs (reading.trained.rank_features)
 _PATHS = ("corpus_dir", "index_dir", "model_path", "reader_weights", "milvus_uri")  # checked for NUL at creation
 # The least each integer setting may be; every other integer setting must be at least 0.
 _MIN_INT = {
@@ -364,7 +382,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "abstain_threshold", "abstain_model",
     ),
     "reading": (
-        "reader", "reader_backend", "reader_w_passage", "reader_window_tokens", "reader_threads", "reader_weights",
+        "reader", "reader_backend", "reader_w_passage", "reader_rank_model", "reader_window_tokens", "reader_threads", "reader_weights",
         "reader_abstain_model", "reader_abstain_threshold",
     ),
 }  # fmt: skip

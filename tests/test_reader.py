@@ -21,20 +21,26 @@ from qa.errors import IndexCorruptError, InputError, ModelError
 from qa.protocols import Reader
 from qa.reading import model as rm
 from qa.reading import train
+from qa.reading.features import SentenceFeatures
 from qa.reading.trained import (
     ABSTAIN_FEATURES,
     ABSTAIN_MESSAGE,
+    RANK_FEATURES,
     Reading,
     SpanGuess,
     SpanReader,
     TrainedReader,
     _fit_around,
+    _sentences,
     abstain_features,
     answer_from_reading,
     quote_around,
+    rank_features,
+    rank_order,
     share_out,
 )
-from qa.settings import READER_ABSTAIN_FEATURES, Settings
+from qa.retrieval import Hits
+from qa.settings import READER_ABSTAIN_FEATURES, READER_RANK_FEATURES, Settings
 from qa.types import Answer, AnswerSpan, Citation, Passage, Span
 
 torch = pytest.importorskip("torch")
@@ -437,6 +443,83 @@ def test_abstain_features_in_settings_order():
     assert len(Settings().reader_abstain_model.split(",")) == ABSTAIN_FEATURES + 1
 
 
+# ---------------------------------------------------------------- choosing among the guesses
+
+RANK_NAMES = [
+    "vs_best", "vs_window", "passage", "rank", "dense", "s_dense", "s_vs_best", "coverage", "typed", "context",
+    "focus", "same_text", "words",
+]  # fmt: skip
+
+
+def rank_model(intercept: float = 0.0, **weights: float) -> str:
+    """A reader_rank_model string: the intercept, then the named feature weights (others 0)."""
+    assert set(weights) <= set(RANK_NAMES)
+    return ",".join(str(x) for x in [intercept, *(weights.get(n, 0.0) for n in RANK_NAMES)])
+
+
+def sentence_feats(text: str, dense: float, coverage: float = 0.0, typed: float = 0.0, focus: float = 0.0):
+    return SentenceFeatures(sentence(text), text, dense, coverage, 0.25, typed, True, focus, coverage)
+
+
+FEATS = [sentence_feats(S1, 0.5, 0.2), sentence_feats(S2, 0.1), sentence_feats(S3, 0.7, 0.6, 1.0, 1.0)]
+
+
+def test_rank_features_in_settings_order():
+    other = passage_at(FILE, PASSAGE_START, PASSAGE_START + 10, score=0.4, dense_score=0.9)
+    best = guess("New York", score=6.0, no_answer=2.0, rank=1)
+    same_text = guess("New York", score=6.0 - math.log(3.0), rank=0)  # the same words in the other passage
+    other_text = guess("Adam Scott", score=6.0, rank=1)
+    reading = Reading([best, same_text, other_text], [1.0, 2.0])
+    rows = rank_features(reading, [other, PASSAGE], [[], FEATS])
+    assert len(rows) == 3 and all(len(r) == RANK_FEATURES == READER_RANK_FEATURES for r in rows)
+    # weight 1 (best) + 1/3 (same text) of 1 + 1/3 + 1 in all
+    same = math.log((4 / 3) / (7 / 3))
+    assert rows[0] == pytest.approx([0.0, 4.0, 0.0, 0.5, 0.6, 0.7, 0.0, 0.6, 1.0, 0.25, 1.0, same, 0.2])
+    # a passage without sentence features: the picker's view of it counts zero
+    assert rows[1] == pytest.approx([-math.log(3.0), 6.0 - math.log(3.0), -0.6, 0.0, 0.9, 0, 0, 0, 0, 0, 0, same, 0.2])
+    assert rows[2][5:8] == pytest.approx([0.5, -0.2, 0.2]) and rows[2][11] == pytest.approx(math.log(1 / (7 / 3)))
+    assert rank_features(Reading([], []), [PASSAGE], [FEATS]) == []
+
+
+def test_rank_order_chooses_the_sentence_by_the_model_and_the_words_by_the_network():
+    kingston = guess("Kingston", score=5.0)
+    new_york = guess("New York", score=7.0)  # the same sentence (S3): the network's choice inside it
+    the_show = guess("The show films in New York", score=2.0)
+    adam = guess("Adam Scott", score=9.0)  # the best span score, in a sentence the model ranks lower
+    reading = Reading([adam, new_york, kingston, the_show], [0.0])
+    # the model likes long spans in covered sentences: S3's longest span has its best rank score, yet
+    # the sentence's words are the network's best ones there
+    model = rank_model(coverage=10.0, words=1.0)
+    order = rank_order(reading, [PASSAGE], [FEATS], model)
+    assert order.spans == [new_york, kingston, the_show, adam] and order.no_answer == [0.0]
+    # a model weighing the span score alone keeps the network's order
+    assert rank_order(reading, [PASSAGE], [FEATS], rank_model(vs_best=1.0)).spans == [
+        adam,
+        new_york,
+        kingston,
+        the_show,
+    ]
+    # a guess in no known sentence is its own group
+    assert rank_order(Reading([adam], [0.0]), [PASSAGE], [[]], model).spans == [adam]
+
+
+def test_trained_reader_orders_by_the_rank_model_when_set(monkeypatch):
+    near = passage_at(FILE, PASSAGE_START, len(FILE) - 1, score=1.0, chunk_id=0)
+    far = passage_at(FILE, PASSAGE_START, len(FILE) - 1, score=0.5, chunk_id=1, source="b.txt")
+    good = guess("New York", score=4.0, rank=0)
+    best = guess("Adam Scott", score=6.0, rank=1)
+    reading = Reading([best, good], [0.0, 0.0])
+    hits = Hits([near, far], np.zeros(3), [], {0: FEATS, 1: FEATS})
+    by_weight = TrainedReader(Settings(reader_rank_model="", reader_w_passage=6.0), spans=object())
+    assert by_weight.order(reading, hits, None, "q").spans == [good, best]  # 6 - 6 * 0.5 < 4
+    unweighted = TrainedReader(Settings(reader_rank_model="", reader_w_passage=0.0), spans=object())
+    assert unweighted.order(reading, hits, None, "q").spans == [best, good]
+    by_model = TrainedReader(Settings(reader_rank_model=rank_model(vs_best=1.0)), spans=object())
+    assert by_model.order(reading, hits, None, "q").spans == [best, good]
+    by_coverage = TrainedReader(Settings(reader_rank_model=rank_model(coverage=1.0)), spans=object())
+    assert by_coverage.order(reading, hits, None, "q").spans == [good, best]  # S3 covers 0.6, S1 0.2
+
+
 # ---------------------------------------------------------------- the trained reader inside an Engine (fake network)
 
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
@@ -591,6 +674,9 @@ def test_unknown_reader_name_is_an_input_error(trained_engine):
         ({"reader_abstain_model": "0,0,0,0,0,0,0,0,0,0,0"}, "reader_abstain_model"),
         ({"reader_abstain_threshold": float("inf")}, "reader_abstain_threshold"),
         ({"reader_backend": "cuda"}, "cuda"),
+        ({"reader_rank_model": "1,2"}, "1,2"),
+        ({"reader_rank_model": ",".join(["x"] * 14)}, "x,x"),
+        ({"reader_rank_model": ",".join(["inf"] * 14)}, "inf"),
     ],
 )
 def test_bad_reader_settings_are_input_errors(changes, named):
@@ -1030,3 +1116,50 @@ def test_changing_the_reader_invalidates_nothing_in_the_index(make_engine, seed_
     )
     report = other.build_index()
     assert report.embedded_chunks == 0 and not report.rebuilt and not report.changed
+
+
+def test_rank_model_is_fitted_to_choose_the_guess_whose_quote_answers(make_engine, seed_corpus):
+    """calibrate-reader's rank model, on readings where the network always scores a long decoy
+    (a sentence without the answer) above the answer: the span score and the passage weight choose
+    the decoy every time; the fitted model, judged on articles it was not fitted on, does better."""
+    from qa.evaluation import SquadQuestion
+    from qa.reading.calibrate import _Read, fit_rank_model
+    from qa.retrieval import search
+
+    engine = make_engine(seed_corpus, reader="trained")
+    index = engine.index
+    items = []
+    for chunk in index.chunks:
+        text = corpus_text(engine, chunk.source)
+        for s in chunk.sentences:
+            sent = text[s.start : s.end]
+            names = [m for m in _NAME.finditer(sent) if m.start() > 0 and len(m.group()) > 3]
+            if not names or len(sent.split()) < 8:
+                continue
+            name = names[0].group()
+            q = SquadQuestion(f"q{len(items)}", sent.replace(name, "who"), chunk.source, (name,), (), True, 0)
+            hits = search(index, engine.embedder, engine.settings, q.question, 5)
+            guesses = []
+            for rank, p in enumerate(hits.passages):
+                at, ptext = p.text.find(name), corpus_text(engine, p.source)
+                decoy = next((x for x in _sentences(index, p) if name not in ptext[x.start : x.end]), None)
+                words = list(re.finditer(r"\S+", ptext[decoy.start : decoy.end])) if decoy else []
+                if at < 0 or len(words) < 8:
+                    continue
+                d_at, d_end = decoy.start, decoy.start + words[7].end()
+                long = ptext[d_at:d_end]
+                guesses += [
+                    SpanGuess(rank, d_at, d_end, long, 9.0 - rank, 0.0),
+                    SpanGuess(rank, p.start + at, p.start + at + len(name), name, 4.0 - rank, 0.0),
+                ]
+            if guesses:
+                items.append(_Read("all", engine, q, hits, Reading(guesses, [0.0] * 5), None))
+    assert len({it.question.source for it in items}) == 3 and len(items) >= 20
+    model, ranking = fit_rank_model(items, folds=3)
+    assert Settings(reader_rank_model=model).reader_rank_model == model  # a valid setting
+    assert ranking["questions"] == len(items)
+    scores = ranking["folds_by_article"]
+    # (a decoy's quote can hold the name when it takes the sentence before, for a pronoun)
+    assert scores["span score + reader_w_passage"]["EM"] == 0.0
+    assert scores["span score + reader_w_passage"]["accuracy"] < 0.1
+    assert scores["rank model"]["accuracy"] > 0.8 and scores["rank model"]["EM"] > 0.8

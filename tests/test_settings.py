@@ -27,6 +27,7 @@ BAD = {
     "reader_backend": "cuda",
     "abstain_model": "1,2,3",
     "reader_abstain_model": "nan,1",
+    "reader_rank_model": "1,2,x",
     "dense_weight": 1.5,
     "reader_window_tokens": 50,
     "fetch_timeout": 0,

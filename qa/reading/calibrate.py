@@ -4,13 +4,16 @@ held-out SQuAD *train* articles, never on the benchmark.
 The articles the reader never trained on (the seeded split recorded in its model card) become a
 closed corpus by the benchmark's own protocol (article ``i`` left out when ``i % 6 == 0``), so
 their questions are in-corpus or out-of-corpus exactly as the benchmark's are. Each sampled
-question is answered with ``answer(question, k=5)``'s retrieval and the trained reader; the
-reader's signals and the retrieval signals (``trained.abstain_features``) are fitted by logistic
-regression to "the question is in the corpus". With ``--small-corpora N`` (default 3) half the
+question is retrieved with ``answer(question, k=5)``'s retrieval and read once by the trained
+reader. First the rank model (``reader_rank_model``) that chooses among the reader's span guesses
+is fitted on the in-corpus questions (``fit_rank_model``, with its 5-fold-by-article score against
+the old order); then, on the answers it chooses, the reader's signals and the retrieval signals
+(``trained.abstain_features``) are fitted by logistic regression to "the question is in the
+corpus". With ``--small-corpora N`` (default 3) half the
 questions come instead from corpora of N held-out articles each, as a folder of a few news
 articles is: signals such as the share of question words the corpus knows, or BM25's scale, are
 not the same in a corpus of 3 articles as in one of 33, and a model fitted on the big one alone
-refuses too much in a small one. Printed: the ``reader_abstain_model`` string and,
+refuses too much in a small one. Printed: the ``reader_rank_model`` and ``reader_abstain_model`` strings and,
 per threshold, answered (in corpus), refused (out of corpus) and answer accuracy (in corpus).
 A person puts the chosen numbers in ``qa/settings.py``. With ``--reader picker`` the sentence
 picker's nine signals (``answering.abstain_features``) are fitted the same way, for
@@ -23,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
@@ -110,7 +114,6 @@ def main(args: argparse.Namespace, engine) -> int:
 
     from ..calibration import fit_logistic
     from ..evaluation import percentile, squad_correct, squad_em_f1
-    from ..retrieval import search
     from .trained import TrainedReader
 
     if args.questions < 10:
@@ -123,34 +126,27 @@ def main(args: argparse.Namespace, engine) -> int:
     parts = _engines(args, engine, work, held, card)
     if args.reader == "picker":
         return _picker(parts, out)
-    X, y, ok, part_of = [], [], [], []
     t0 = time.perf_counter()
-    from tqdm.auto import tqdm
-
-    ems, f1s, latencies = [], [], []
-    bar = tqdm(total=sum(len(qs) for _, _, qs in parts), desc="calibration questions", unit="q", mininterval=2)
-    spans = None
-    for name, sq_engine, sample in parts:
-        reader = TrainedReader(sq_engine.settings.replace(reader_abstain_threshold=-1.0), spans)  # always answers
-        spans = reader.spans  # one network for every corpus
-        index = sq_engine.index
-        for q in sample:
-            bar.update(1)
-            t = time.perf_counter()
-            hits = search(index, sq_engine.embedder, sq_engine.settings, q.question, 5)
-            answer, feats = reader.read_with_features(q.question, hits, index, q.question)
-            latencies.append(time.perf_counter() - t)
-            if q.in_corpus:
-                em, f1 = squad_em_f1(answer.span.text, q.answers) if answer.span else (0.0, 0.0)
-                ems.append(em)
-                f1s.append(f1)
-            if not feats:
-                continue
-            X.append(feats)
-            y.append(1.0 if q.in_corpus else 0.0)
-            ok.append(bool(q.in_corpus and not answer.abstained and squad_correct(answer, q)))
-            part_of.append(name)
-    bar.close()
+    items, latencies = _read_all(parts)
+    rank_model, ranking = fit_rank_model(items)
+    X, y, ok, part_of = [], [], [], []
+    ems, f1s = [], []
+    readers: dict[int, TrainedReader] = {}
+    for it in items:
+        settings = it.engine.settings.replace(reader_abstain_threshold=-1.0, reader_rank_model=rank_model)
+        reader = readers.setdefault(id(it.engine), TrainedReader(settings, it.spans))  # always answers
+        q = it.question
+        answer, feats = reader.answer_reading(q.question, it.reading, it.hits, it.engine.index, q.question)
+        if q.in_corpus:
+            em, f1 = squad_em_f1(answer.span.text, q.answers) if answer.span else (0.0, 0.0)
+            ems.append(em)
+            f1s.append(f1)
+        if not feats:
+            continue
+        X.append(feats)
+        y.append(1.0 if q.in_corpus else 0.0)
+        ok.append(bool(q.in_corpus and not answer.abstained and squad_correct(answer, q)))
+        part_of.append(it.part)
     X_, y_, ok_ = np.array(X, dtype=np.float64), np.array(y), np.array(ok)
     if len(set(y)) < 2:
         raise InputError("the sample holds only in-corpus or only out-of-corpus questions; raise --questions")
@@ -162,7 +158,10 @@ def main(args: argparse.Namespace, engine) -> int:
     by_part = {
         name: _rows(prob[parts_ == name], y_[parts_ == name], ok_[parts_ == name]) for name in dict.fromkeys(part_of)
     }
+    spans = items[0].spans if items else None
     report = {
+        "reader_rank_model": rank_model,
+        "ranking": ranking,
         "reader_abstain_model": model,
         "rows": rows,
         "rows_by_corpus": by_part,
@@ -188,11 +187,15 @@ def main(args: argparse.Namespace, engine) -> int:
             "p95": round(1000 * percentile(latencies, 95), 1),
         },
         "settings": {
-            "reader_window_tokens": sq_engine.settings.reader_window_tokens,
-            "reader_backend": reader.spans.loaded_backend,
+            "reader_window_tokens": engine.settings.reader_window_tokens,
+            "reader_backend": spans.loaded_backend if spans else "",
         },
-        "note": "answered/refused use the model fitted on these same questions (in-sample)",
+        "note": "answered/refused use the models fitted on these same questions (in-sample); "
+        "ranking: chosen guess, 5 folds by article",
     }
+    print(f"reader_rank_model = {rank_model!r}")
+    for name, r in ranking["folds_by_article"].items():
+        print(f"choosing the guess by {name}: accuracy {r['accuracy']:.3f}, EM {r['EM']:.3f}, F1 {r['F1']:.3f}")
     _write_and_print(out, report, "reader_abstain_model", model, rows)
     _print_parts(by_part)
     aa = report["always_answering"]
@@ -202,6 +205,138 @@ def main(args: argparse.Namespace, engine) -> int:
     )
     print(f"{len(X)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
     return 0
+
+
+@dataclass
+class _Read:
+    """One calibration question, retrieved and read once (the network's guesses in its own order)."""
+
+    part: str
+    engine: object
+    question: object
+    hits: object
+    reading: object
+    spans: object
+
+
+def _read_all(parts) -> tuple[list[_Read], list[float]]:
+    """Every sampled question of every corpus retrieved and read (one network for all), with the
+    seconds each took."""
+    from tqdm.auto import tqdm
+
+    from ..retrieval import search
+    from .trained import SpanReader
+
+    items, latencies = [], []
+    spans = None
+    bar = tqdm(total=sum(len(qs) for _, _, qs in parts), desc="calibration questions", unit="q", mininterval=2)
+    for name, sq_engine, sample in parts:
+        s = sq_engine.settings
+        spans = spans or SpanReader(
+            s.reader_weights or None, s.model_path or None, s.reader_backend, s.reader_window_tokens, s.reader_threads
+        )
+        for q in sample:
+            bar.update(1)
+            t = time.perf_counter()
+            hits = search(sq_engine.index, sq_engine.embedder, s, q.question, 5)
+            reading = spans.read(q.question, list(hits.passages), top=10)
+            latencies.append(time.perf_counter() - t)
+            items.append(_Read(name, sq_engine, q, hits, reading, spans))
+    bar.close()
+    return items, latencies
+
+
+def _guess_rows(it: _Read) -> tuple[list[list[float]], list[dict]]:
+    """The rank features of a question's quotable guesses, and per guess whether its quote holds a
+    gold answer from the gold article (``accuracy``) and the span's EM and F1."""
+    from ..evaluation import contains_answer, normalize_squad, squad_em_f1
+    from .features import quotable
+    from .trained import _sentences, passage_sentence_features, quote_around, rank_features
+
+    index, settings, q = it.engine.index, it.engine.settings, it.question
+    passages = list(it.hits.passages)
+    features = passage_sentence_features(it.hits, index, q.question, settings)
+    # every guess's features (the softmax share and best score are over all of them, as when
+    # answering), then only the quotable ones, which an answer can be built on
+    every = rank_features(it.reading, passages, features)
+    rows, labels = [], []
+    for g, row in zip(it.reading.spans, every, strict=True):
+        p = passages[g.rank]
+        quote = quote_around(p, _sentences(index, p), g, settings.answer_max_chars)
+        text = p.text[quote.start - p.start : quote.end - p.start] if quote else ""
+        if quote is None or not quotable(text, settings.min_answer_words):
+            continue
+        em, f1 = squad_em_f1(g.text, q.answers)
+        right = p.source == q.source and contains_answer(text, q.answers, normalize_squad)
+        rows.append(row)
+        labels.append({"accuracy": float(right), "EM": em, "F1": f1})
+    return rows, labels
+
+
+def fit_rank_model(items: list[_Read], folds: int = 5) -> tuple[str, dict]:
+    """``reader_rank_model``: a logistic model of "this guess's quote holds the answer and the span
+    overlaps it by F1 > 0.5", fitted on the in-corpus questions' quotable guesses. Reported: the
+    chosen guess's accuracy, EM and F1 with ``folds`` folds by article (fitted without the
+    article's questions), against span score plus ``reader_w_passage``."""
+    import zlib
+
+    import numpy as np
+
+    from ..calibration import fit_logistic
+
+    data = []
+    for it in items:
+        if it.question.in_corpus:
+            rows, labels = _guess_rows(it)
+            title = it.question.source.split("_", 1)[-1]
+            data.append((zlib.crc32(title.encode()) % folds, rows, labels, it))
+
+    def label(lab: dict) -> float:
+        return 1.0 if lab["accuracy"] and lab["F1"] > 0.5 else 0.0
+
+    def fit(subset) -> np.ndarray:
+        X = np.array([r for _, rows, _, _ in subset for r in rows], dtype=np.float64)
+        y = np.array([label(lab) for _, _, labels, _ in subset for lab in labels])
+        if len(X) == 0 or len(set(y.tolist())) < 2:
+            raise InputError("too few answerable questions to fit the reader's rank model; raise --questions")
+        return fit_logistic(X, y)
+
+    def chosen(theta: np.ndarray | None, it: _Read) -> dict:
+        """The labels of the guess the answer would be built on (the first quotable one in order)."""
+        from .trained import TrainedReader, rank_order
+
+        if theta is None:  # span score + reader_w_passage, as without a rank model
+            reader = TrainedReader(it.engine.settings.replace(reader_rank_model=""), it.spans)
+            order = reader.order(it.reading, it.hits, it.engine.index, it.question.question)
+        else:
+            model = ",".join(repr(float(v)) for v in theta)
+            order = rank_order(it.reading, list(it.hits.passages), _passage_features(it), model)
+        ordered = _Read(it.part, it.engine, it.question, it.hits, order, it.spans)
+        _, labels = _guess_rows(ordered)
+        return labels[0] if labels else {"accuracy": 0.0, "EM": 0.0, "F1": 0.0}
+
+    scored: dict[str, list[dict]] = {"span score + reader_w_passage": [], "rank model": []}
+    for k in range(folds):
+        train = [d for d in data if d[0] != k]
+        test = [d for d in data if d[0] == k]
+        if not test:
+            continue
+        theta = fit(train)
+        for *_, it in test:
+            scored["span score + reader_w_passage"].append(chosen(None, it))
+            scored["rank model"].append(chosen(theta, it))
+    theta = fit(data)
+    summary = {
+        name: {m: round(float(np.mean([r[m] for r in rs])), 4) if rs else 0.0 for m in ("accuracy", "EM", "F1")}
+        for name, rs in scored.items()
+    }
+    return ",".join(f"{v:.4g}" for v in theta), {"questions": len(data), "folds_by_article": summary}
+
+
+def _passage_features(it: _Read) -> list[list]:
+    from .trained import passage_sentence_features
+
+    return passage_sentence_features(it.hits, it.engine.index, it.question.question, it.engine.settings)
 
 
 def _rows(prob, y, ok) -> list[dict]:

@@ -330,6 +330,81 @@ def abstain_features(
 ABSTAIN_FEATURES = 9  # must match Settings.reader_abstain_model (see settings.READER_ABSTAIN_FEATURES)
 
 
+# ---------------------------------------------------------------- choosing among the guesses
+
+RANK_FEATURES = 13  # must match Settings.reader_rank_model (see settings.READER_RANK_FEATURES)
+
+
+def sentence_of(guess: SpanGuess, features: Sequence) -> object | None:
+    """The ``SentenceFeatures`` (of its passage's, ``features``) of the sentence the span starts in."""
+    return next((f for f in features if f.span.start <= guess.start < f.span.end), None)
+
+
+def rank_features(reading: Reading, passages: Sequence[Passage], features: Sequence[Sequence]) -> list[list[float]]:
+    """What the choice among the span guesses weighs, per guess of ``reading.spans``, in the order
+    of ``Settings.reader_rank_model``: the network's span score minus the best guess's, span minus
+    its window's no-answer score, the passage's retrieval score minus the best passage's, the
+    passage's rank (share of k), its cosine with the question; then the sentence picker's view of
+    the sentence holding the span (``features[rank]``: the passage's ``SentenceFeatures``): its
+    cosine, that minus the passage's best sentence cosine, its question-term coverage, whether it
+    holds the kind of thing asked for, the chunk's coverage, the focus term; and the log share of
+    the reader's weight (softmax over the guesses) on guesses of the same text (case-insensitive),
+    and the span's length in words / 10."""
+    guesses = reading.spans
+    if not guesses:
+        return []
+    best_score = max(g.score for g in guesses)
+    best_passage = max(p.score for p in passages)
+    weight: dict[str, float] = {}
+    for g in guesses:
+        weight[g.text.lower()] = weight.get(g.text.lower(), 0.0) + math.exp(g.score - best_score)
+    total = sum(weight.values())
+    out = []
+    for g in guesses:
+        p = passages[g.rank]
+        f = sentence_of(g, features[g.rank])
+        best_sentence = max((x.dense for x in features[g.rank]), default=0.0)
+        out.append(
+            [
+                g.score - best_score,
+                g.score - g.no_answer,
+                p.score - best_passage,
+                g.rank / max(1, len(passages)),
+                p.dense_score or 0.0,
+                f.dense if f else 0.0,
+                (f.dense - best_sentence) if f else 0.0,
+                f.coverage if f else 0.0,
+                f.typed if f else 0.0,
+                f.context if f else 0.0,
+                f.focus if f else 0.0,
+                math.log(weight[g.text.lower()] / total),
+                len(g.text.split()) / 10,
+            ]
+        )
+    return out
+
+
+def rank_order(reading: Reading, passages: Sequence[Passage], features: Sequence[Sequence], model: str) -> Reading:
+    """The guesses in the order the rank model (``Settings.reader_rank_model``) chooses them:
+    sentences by their best guess's rank score; within a sentence, by the network's span score
+    (the model picks the sentence well, the network the exact words inside it)."""
+    if not reading.spans:
+        return reading
+    coef = [float(x) for x in model.split(",")]
+    scores = [
+        coef[0] + sum(c * x for c, x in zip(coef[1:], row, strict=True))
+        for row in rank_features(reading, passages, features)
+    ]
+    groups: dict[tuple, list[tuple[float, SpanGuess]]] = {}
+    for g, z in zip(reading.spans, scores, strict=True):
+        f = sentence_of(g, features[g.rank])
+        key = (g.rank, f.span.start) if f is not None else (g.rank, g.start, g.end)
+        groups.setdefault(key, []).append((z, g))
+    ordered = sorted(groups.values(), key=lambda grp: -max(z for z, _ in grp))
+    spans = [g for grp in ordered for _, g in sorted(grp, key=lambda zg: -zg[1].score)]
+    return Reading(spans, reading.no_answer)
+
+
 def confidence(features: Sequence[float], settings: Settings) -> float:
     coef = [float(x) for x in settings.reader_abstain_model.split(",")]
     z = coef[0] + sum(c * f for c, f in zip(coef[1:], features, strict=True))
@@ -422,17 +497,17 @@ class TrainedReader:
 
     def read_with_features(self, question: str, hits, index, query: str) -> tuple[Answer, list[float]]:
         """The answer and the confidence features it was judged on (for calibration)."""
+        # a follow-up is read with its rewrite ("How old is he? (Who plays Irving?; John Turturro)"):
+        # the network sees who "he" is
+        reading = self.spans.read(query or question, list(hits.passages), top=10)
+        return self.answer_reading(question, reading, hits, index, query)
+
+    def answer_reading(self, question: str, reading: Reading, hits, index, query: str) -> tuple[Answer, list[float]]:
+        """The answer built from the network's guesses (``read_with_features`` without the network)."""
         from .features import question_signals
 
         passages = list(hits.passages)
-        # a follow-up is read with its rewrite ("How old is he? (Who plays Irving?; John Turturro)"):
-        # the network sees who "he" is
-        reading = self.spans.read(query or question, passages, top=10)
-        w = self.settings.reader_w_passage
-        if w and passages:
-            best = passages[0].score
-            order = sorted(reading.spans, key=lambda g: -(g.score + w * (passages[g.rank].score - best)))
-            reading = Reading(order, reading.no_answer)
+        reading = self.order(reading, hits, index, query or question)
         known, cap_unknown = question_signals(index, question)
         return answer_from_reading(
             reading,
@@ -444,6 +519,38 @@ class TrainedReader:
             cap_unknown,
             index.documents,
         )
+
+    def order(self, reading: Reading, hits, index, question: str) -> Reading:
+        """The guesses in the order they are tried: by ``reader_rank_model`` when set, else by span
+        score plus ``reader_w_passage`` × (passage score - the best one's)."""
+        passages = list(hits.passages)
+        if not passages or not reading.spans:
+            return reading
+        if self.settings.reader_rank_model:
+            features = passage_sentence_features(hits, index, question, self.settings)
+            return rank_order(reading, passages, features, self.settings.reader_rank_model)
+        w = self.settings.reader_w_passage
+        if not w:
+            return reading
+        best = passages[0].score
+        order = sorted(reading.spans, key=lambda g: -(g.score + w * (passages[g.rank].score - best)))
+        return Reading(order, reading.no_answer)
+
+
+def passage_sentence_features(hits, index, question: str, settings: Settings) -> list[list]:
+    """Per passage of ``hits``, its sentences' ``SentenceFeatures`` for the question (as reranking
+    computed them, or worked out here when it did not)."""
+    from .features import question_terms, sentence_features
+
+    out = []
+    terms = None
+    for p in hits.passages:
+        feats = hits.sentence_features.get(p.chunk_id)
+        if feats is None and 0 <= p.chunk_id < len(index.chunks):
+            terms = question_terms(question) if terms is None else terms
+            feats = sentence_features(index, p.chunk_id, question, terms, hits.query_vector, settings)
+        out.append(feats or [])
+    return out
 
 
 def _sentences(index, p: Passage) -> Sequence[Span]:
