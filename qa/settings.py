@@ -175,12 +175,7 @@ class Settings:
             _check(f.name, f.type, getattr(self, f.name))
         if self.fusion not in FUSIONS:
             _bad("fusion", self.fusion, f"one of {', '.join(map(repr, FUSIONS))}")
-        try:
-            coef = [float(x) for x in self.abstain_model.split(",")]
-        except ValueError:
-            coef = []
-        if len(coef) != ABSTAIN_FEATURES + 1 or not all(map(math.isfinite, coef)):
-            _bad("abstain_model", self.abstain_model, f"{ABSTAIN_FEATURES + 1} comma-separated numbers")
+        _check_model("abstain_model", self.abstain_model, ABSTAIN_FEATURES)
         for name in _PATHS:
             value = getattr(self, name)
             if "\x00" in value:
@@ -217,27 +212,9 @@ class Settings:
             _bad("reader_threads", self.reader_threads, "an integer from 1 to 64")
         if self.reader not in READERS:
             _bad("reader", self.reader, f"one of {', '.join(map(repr, READERS))}")
-        try:
-            coef = [float(x) for x in self.reader_abstain_model.split(",")]
-        except ValueError:
-            coef = []
-        if len(coef) != READER_ABSTAIN_FEATURES + 1 or not all(map(math.isfinite, coef)):
-            _bad(
-                "reader_abstain_model",
-                self.reader_abstain_model,
-                f"{READER_ABSTAIN_FEATURES + 1} comma-separated numbers",
-            )
+        _check_model("reader_abstain_model", self.reader_abstain_model, READER_ABSTAIN_FEATURES)
         if self.reader_rank_model:
-            try:
-                coef = [float(x) for x in self.reader_rank_model.split(",")]
-            except ValueError:
-                coef = []
-            if len(coef) != READER_RANK_FEATURES + 1 or not all(map(math.isfinite, coef)):
-                _bad(
-                    "reader_rank_model",
-                    self.reader_rank_model,
-                    f"empty or {READER_RANK_FEATURES + 1} comma-separated numbers",
-                )
+            _check_model("reader_rank_model", self.reader_rank_model, READER_RANK_FEATURES, "empty or ")
         if not 0.0 <= self.dense_weight <= 1.0:
             _bad("dense_weight", self.dense_weight, "a number from 0 to 1")
         if not 0 < self.fetch_timeout <= 600:
@@ -318,6 +295,16 @@ _MIN_INT = {
     "max_k": 1,
     "answer_max_chars": 1,
 }
+
+
+def _check_model(name: str, value: str, features: int, may: str = "") -> None:
+    """A logistic model setting: ``features`` + 1 finite comma-separated numbers (intercept first)."""
+    try:
+        coef = [float(x) for x in value.split(",")]
+    except ValueError:
+        coef = []
+    if len(coef) != features + 1 or not all(map(math.isfinite, coef)):
+        _bad(name, value, f"{may}{features + 1} comma-separated numbers")
 
 
 def _bad(name: str, value: Any, allowed: str) -> None:
