@@ -151,9 +151,9 @@ def shipped_state(network) -> dict[str, Any]:
     }
 
 
-def save_weights(network, folder: Path, card: dict[str, Any], onnx: bool = True) -> Path:
-    """Write the weights, their int8 ONNX twin (when ``onnx``) and the model card (with their
-    sha256) into ``folder``; returns the weights file."""
+def save_weights(network, folder: Path, card: dict[str, Any], onnx: bool = True, exclude=None) -> Path:
+    """Write the weights, their int8 ONNX twin (when ``onnx``; ``exclude`` as for ``export_onnx``)
+    and the model card (with their sha256) into ``folder``; returns the weights file."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ def save_weights(network, folder: Path, card: dict[str, Any], onnx: bool = True)
     tmp.replace(weights)
     card = dict(card, weights_file=WEIGHTS_FILE, sha256=sha256_file(weights), bytes=weights.stat().st_size)
     if onnx:
-        path = export_onnx(network, folder / ONNX_FILE)
+        path = export_onnx(network, folder / ONNX_FILE, exclude)
         card.update(onnx_file=ONNX_FILE, onnx_sha256=sha256_file(path), onnx_bytes=path.stat().st_size)
     (folder / "MODEL_CARD.md").write_text(model_card_markdown(card), encoding="utf-8")
     card_tmp = folder / (CARD_FILE + ".tmp")
@@ -215,9 +215,11 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_onnx(network, path: Path) -> Path:
+def export_onnx(network, path: Path, exclude=None) -> Path:
     """The network as an int8 ONNX graph taking ``inputs_embeds`` (the word-embedding lookup is done
-    outside, from the packaged model, so the 11.7 M frozen numbers are not shipped twice)."""
+    outside, from the packaged model, so the 11.7 M frozen numbers are not shipped twice).
+    ``exclude(names)``, given the float graph's MatMul node names, returns those to keep in float;
+    with it only MatMuls are quantized (for comparing graphs: ``tests/graphbench.py``)."""
     import tempfile
 
     import torch
@@ -256,7 +258,13 @@ def export_onnx(network, path: Path) -> Path:
             dynamo=False,
         )
         part = path.with_suffix(".tmp")
-        quantize_dynamic(str(fp32), str(part), weight_type=QuantType.QInt8, per_channel=True)
+        options = {}
+        if exclude is not None:
+            import onnx
+
+            names = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "MatMul"]
+            options = {"op_types_to_quantize": ["MatMul"], "nodes_to_exclude": list(exclude(names))}
+        quantize_dynamic(str(fp32), str(part), weight_type=QuantType.QInt8, per_channel=True, **options)
     part.chmod(0o644)
     part.replace(path)
     return path
