@@ -146,10 +146,15 @@ class Settings:
         6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
     reader_rank_model: str = _s(
-        "0.4079,-0.4556,0.103,5.025,-1.041,-1.097,0.7312,-0.2827,0.8097,-0.1291,-0.2748,-0.008893,0.6703,-1.113",
+        "0.4121,-0.4557,0.1028,5.025,-1.044,-1.102,0.7363,-0.2789,0.7997,-0.1282,-0.2665,-0.008829,0.6711,-1.112",
         "Trained reader: how it chooses among its span guesses, a logistic model fitted by `python -m qa "
         "calibrate-reader` (intercept, then weights of the features listed at `reading.trained.rank_features`); "
         "empty: by span score plus `reader_w_passage`.",
+    )
+    reader_second_margin: float = _s(
+        1.0,
+        "Trained reader: also quote the runner-up sentence when the rank model scores it within this much (log-odds) "
+        "of the chosen one (0: one quote only).",
     )
     reader_window_tokens: int = _s(
         0, "Tokens of question and passage the trained reader reads at once (0: as it was trained; at most 512)."
@@ -161,10 +166,11 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-6.605,-0.07507,0.1595,0.2069,-0.1695,14.15,-0.008538,1.355,-0.7278,-2.592",
+        "-8.742,-0.02597,0.1199,0.1612,-0.1449,9.022,-0.4898,0.4318,-0.6469,-1.798,6.049",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
-        "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage.",
+        "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage, the best passage's "
+        "retrieval score.",
     )
     reader_abstain_threshold: float = _s(0.8, "Trained reader: abstain when its confidence is below this.")
 
@@ -278,7 +284,7 @@ DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.abstain_features)
 READERS = ("trained", "picker")
 READER_BACKENDS = ("auto", "onnx", "torch")
-READER_ABSTAIN_FEATURES = 9  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
+READER_ABSTAIN_FEATURES = 10  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
 READER_RANK_FEATURES = 13  # what the trained reader's choice among its guesses weighs (reading.trained.rank_features)
 _PATHS = ("corpus_dir", "index_dir", "model_path", "reader_weights", "milvus_uri")  # checked for NUL at creation
 # The least each integer setting may be; every other integer setting must be at least 0.
@@ -369,7 +375,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "abstain_threshold", "abstain_model",
     ),
     "reading": (
-        "reader", "reader_backend", "reader_w_passage", "reader_rank_model", "reader_window_tokens", "reader_threads", "reader_weights",
+        "reader", "reader_backend", "reader_w_passage", "reader_rank_model", "reader_second_margin", "reader_window_tokens", "reader_threads", "reader_weights",
         "reader_abstain_model", "reader_abstain_threshold",
     ),
 }  # fmt: skip

@@ -81,7 +81,7 @@ def test_fast_tokenizer_windows_equal_transformers(tokenizer, hf_tokenizer):
 
 def model_string(intercept: float, **weights: float) -> str:
     """A reader_abstain_model string: the intercept, then the named feature weights (others 0)."""
-    names = ["score", "vs_window", "vs_min", "margin", "dense", "bm25", "known", "cap", "rank"]
+    names = ["score", "vs_window", "vs_min", "margin", "dense", "bm25", "known", "cap", "rank", "passage"]
     assert set(weights) <= set(names)
     return ",".join(str(x) for x in [intercept, *(weights.get(n, 0.0) for n in names)])
 
@@ -429,15 +429,83 @@ def test_unquotable_first_guess_is_skipped_for_the_next():
     assert answer.abstained and answer.span is None
 
 
+def check_quotes(answer: Answer, file_text: str = FILE) -> list[str]:
+    """Every citation verbatim, the text made of them in order, the span inside the first; the quotes."""
+    assert not answer.abstained and answer.span is not None
+    for c in answer.citations:
+        assert file_text[c.start : c.end] == c.quote
+    assert answer.text == " ".join(f"{c.quote} [{c.number}]" for c in answer.citations)
+    first = answer.citations[0]
+    assert first.start <= answer.span.start and answer.span.end <= first.end
+    return [c.quote for c in answer.citations]
+
+
+def test_a_close_runner_up_sentence_is_quoted_second():
+    new_york, adam = guess("New York", score=6.0), guess("Adam Scott", score=7.0)
+    close = Reading([new_york, adam], [0.0], choice=[2.0, 1.2])
+    sure = Settings(reader_abstain_model=SURE, reader_second_margin=1.0)
+    answer, _ = read(close, sure)
+    assert check_quotes(answer) == [S3, S1], "the chosen sentence first, then the runner-up"
+    assert answer.span.text == "New York"
+    # further than the margin, with the margin switched off, or in the network's own order: one quote
+    far = Reading([new_york, adam], [0.0], choice=[2.0, 0.9])
+    assert check_quotes(read(far, sure)[0]) == [S3]
+    assert check_quotes(read(close, sure.replace(reader_second_margin=0.0))[0]) == [S3]
+    assert check_quotes(read(Reading([new_york, adam], [0.0]), sure)[0]) == [S3]
+    # two quotes that together pass answer_max_chars: the chosen one alone
+    assert check_quotes(read(close, sure.replace(answer_max_chars=len(S3) + len(S1) - 1))[0]) == [S3]
+
+
+def test_runner_up_next_to_the_chosen_quote_joins_it():
+    # S2 names its subject by a pronoun, so its quote starts at S1: S1 + S2, then S3 right after it
+    captioned, new_york = guess("Jan. 29", score=6.0), guess("New York", score=5.0)
+    reading = Reading([captioned, new_york], [0.0], choice=[1.0, 0.5])
+    answer, _ = read(reading, Settings(reader_abstain_model=SURE))
+    assert check_quotes(answer) == [f"{S1} {S2} {S3}"] and answer.span.text == "Jan. 29"
+    # overlapping quotes (S1 + S2, and S1) are one quote too
+    adam = guess("Adam Scott", score=5.0)
+    answer, _ = read(Reading([captioned, adam], [0.0], choice=[1.0, 0.5]), Settings(reader_abstain_model=SURE))
+    assert check_quotes(answer) == [f"{S1} {S2}"]
+    # a runner-up whose quote repeats the chosen one's is not a second quote: the next one is
+    same = guess("Mark", score=4.0)
+    answer, _ = read(
+        Reading([adam, same, new_york], [0.0], choice=[1.0, 1.0, 0.5]), Settings(reader_abstain_model=SURE)
+    )
+    assert check_quotes(answer) == [S1, S3]
+
+
+def test_quotes_of_one_article_from_two_passages():
+    first = passage_at(FILE, PASSAGE_START, FILE.index(S3) + len(S3), chunk_id=0)  # S1 S2 S3
+    second = passage_at(FILE, FILE.index(S3), len(FILE) - 1, chunk_id=1)  # S3 S4 S5 (one sentence shared)
+    new_york = guess("New York", score=6.0, rank=0)
+    in_s4 = guess("Ben Stiller", score=5.0, rank=1)
+    settings = Settings(reader_abstain_model=SURE, answer_max_chars=2000)
+    answer, _ = read(Reading([new_york, in_s4], [0.0], choice=[1.0, 0.5]), settings, passages=(first, second))
+    # S3 and S4 are next to each other, and the second passage holds both: one quote from it
+    assert check_quotes(answer) == [f"{S3} {S4}"] and answer.citations[0].start == FILE.index(S3)
+    # the same runner-up in another article's passage: two citations
+    other = passage_at(FILE, FILE.index(S3), len(FILE) - 1, source="b.txt", chunk_id=2)
+    answer, _ = read(Reading([new_york, in_s4], [0.0], choice=[1.0, 0.5]), settings, passages=(first, other))
+    assert check_quotes(answer) == [S3, S4] and [c.source for c in answer.citations] == ["a.txt", "b.txt"]
+
+
+def test_rank_order_records_each_guess_sentence_score():
+    kingston, new_york = guess("Kingston", score=5.0), guess("New York", score=7.0)
+    adam = guess("Adam Scott", score=9.0)
+    order = rank_order(Reading([adam, new_york, kingston], [0.0]), [PASSAGE], [FEATS], rank_model(coverage=10.0))
+    assert order.spans == [new_york, kingston, adam]
+    assert order.choice == pytest.approx([6.0, 6.0, 2.0]), "coverage 0.6 for S3's guesses, 0.2 for S1's"
+
+
 def test_abstain_features_in_settings_order():
-    other = passage_at(FILE, PASSAGE_START, PASSAGE_START + 10, dense_score=0.9, bm25_score=None)
+    other = passage_at(FILE, PASSAGE_START, PASSAGE_START + 10, score=2.5, dense_score=0.9, bm25_score=None)
     g = guess("Kingston", score=6.0, no_answer=2.0, rank=1)
     runner = guess("New York", score=4.5)
     same_text = SpanGuess(0, 0, 8, "Kingston", 5.5, 0.0)  # the same words elsewhere: not a runner-up
     reading = Reading([g, same_text, runner], [1.0, 3.0])
     feats = abstain_features(reading, g, [other, PASSAGE], known=0.75, cap_unknown=0.25)
     assert len(feats) == ABSTAIN_FEATURES == READER_ABSTAIN_FEATURES
-    assert feats == pytest.approx([6.0, 4.0, 5.0, 1.5, 0.9, math.log1p(4.0), 0.75, 0.25, 0.5])
+    assert feats == pytest.approx([6.0, 4.0, 5.0, 1.5, 0.9, math.log1p(4.0), 0.75, 0.25, 0.5, 2.5])
     # no runner-up: the margin is capped at 10
     assert abstain_features(Reading([g], [1.0]), g, [PASSAGE], 1.0, 0.0)[3] == pytest.approx(10.0)
     assert len(Settings().reader_abstain_model.split(",")) == ABSTAIN_FEATURES + 1
@@ -671,7 +739,7 @@ def test_unknown_reader_name_is_an_input_error(trained_engine):
         ({"reader_abstain_model": "1,2,3"}, "1,2,3"),
         ({"reader_abstain_model": "a,b,c,d,e,f,g,h,i,j"}, "a,b,c"),
         ({"reader_abstain_model": "nan,0,0,0,0,0,0,0,0,0"}, "nan"),
-        ({"reader_abstain_model": "0,0,0,0,0,0,0,0,0,0,0"}, "reader_abstain_model"),
+        ({"reader_abstain_model": ",".join(["0"] * 12)}, "reader_abstain_model"),  # one too many
         ({"reader_abstain_threshold": float("inf")}, "reader_abstain_threshold"),
         ({"reader_backend": "cuda"}, "cuda"),
         ({"reader_rank_model": "1,2"}, "1,2"),
@@ -911,6 +979,39 @@ def test_small_calibration_corpora_keep_the_protocols_split():
     for bad in (0, 6, -1):
         with pytest.raises(InputError, match="--small-corpora"):
             small_corpora(held, bad)
+
+
+def test_suggested_threshold_is_the_lowest_refusing_enough_in_every_corpus():
+    from qa.reading.calibrate import REFUSE_AT_LEAST, THRESHOLDS, suggest_threshold
+
+    def rows(refused):
+        return [{"threshold": t, "refused_out_of_corpus": r} for t, r in zip(THRESHOLDS, refused, strict=True)]
+
+    n = len(THRESHOLDS)
+    rising = [0.5 + 0.5 * i / (n - 1) for i in range(n)]  # 0.5 .. 1.0
+    first = next(t for t, r in zip(THRESHOLDS, rising, strict=True) if r >= REFUSE_AT_LEAST)
+    assert suggest_threshold({"all": rows(rising)}) == first
+    # a second kind of corpus that needs a higher threshold decides
+    later = [0.0] * (n - 1) + [1.0]
+    assert suggest_threshold({"all": rows(rising), "small3": rows(later)}) == THRESHOLDS[-1]
+    assert suggest_threshold({"all": rows([0.5] * n)}) is None
+    assert suggest_threshold({"all": rows(rising), "small3": rows([None] * n)}) is None
+
+
+def test_out_of_fold_confidence_is_judged_without_its_fold():
+    from qa.reading.calibrate import _out_of_fold
+
+    rng = np.random.default_rng(0)
+    # in folds 0-3 the feature separates the two kinds; fold 4 alone has it the other way round
+    folds = np.repeat(np.arange(5), 40)
+    y = np.tile([1.0, 0.0], 100)
+    x = np.where(y == 1, 1.0, -1.0) + 0.1 * rng.standard_normal(200)
+    x[folds == 4] *= -1
+    prob = _out_of_fold(x[:, None], y, folds)
+    held = folds == 4
+    # judged by the model of the other four folds, fold 4 is all wrong; the others are right
+    assert ((prob[held] >= 0.5) != (y[held] == 1)).all()
+    assert ((prob[~held] >= 0.5) == (y[~held] == 1)).mean() > 0.9
 
 
 def test_split_articles_is_deterministic_and_disjoint():

@@ -56,10 +56,12 @@ class SpanGuess:
 @dataclass(frozen=True)
 class Reading:
     """What the reader made of the passages: span guesses best first, and per passage the lowest
-    no-answer score over its windows."""
+    no-answer score over its windows. Once the rank model has ordered them, ``choice`` holds per
+    guess its sentence's rank score (the best of that sentence's guesses'), else it is None."""
 
     spans: list[SpanGuess]
     no_answer: list[float]
+    choice: list[float] | None = None
 
 
 def share_out(lengths: Sequence[int], workers: int) -> list[list[int]]:
@@ -324,10 +326,11 @@ def abstain_features(
         known,
         cap_unknown,
         guess.rank / max(1, len(passages)),
+        max(p.score for p in passages),
     ]
 
 
-ABSTAIN_FEATURES = 9  # must match Settings.reader_abstain_model (see settings.READER_ABSTAIN_FEATURES)
+ABSTAIN_FEATURES = 10  # must match Settings.reader_abstain_model (see settings.READER_ABSTAIN_FEATURES)
 
 
 # ---------------------------------------------------------------- choosing among the guesses
@@ -402,7 +405,8 @@ def rank_order(reading: Reading, passages: Sequence[Passage], features: Sequence
         groups.setdefault(key, []).append((z, g))
     ordered = sorted(groups.values(), key=lambda grp: -max(z for z, _ in grp))
     spans = [g for grp in ordered for _, g in sorted(grp, key=lambda zg: -zg[1].score)]
-    return Reading(spans, reading.no_answer)
+    choice = [max(z for z, _ in grp) for grp in ordered for _ in grp]
+    return Reading(spans, reading.no_answer, choice)
 
 
 def confidence(features: Sequence[float], settings: Settings) -> float:
@@ -424,29 +428,29 @@ def answer_from_reading(
     """The Answer built around the best quotable span guess, and the confidence features used.
     ``sentences_of(passage)`` gives the passage's sentence spans (file offsets, in order)."""
     passages = list(passages)
-    chosen = None
-    for guess in reading.spans:
-        p = passages[guess.rank]
-        quote = quote_around(p, sentences_of(p), guess, settings.answer_max_chars)
-        if quote is not None and quotable(
-            p.text[quote.start - p.start : quote.end - p.start], settings.min_answer_words
-        ):
-            chosen = (guess, p, quote)
-            break
+    quotes = _quotes(reading, passages, sentences_of, settings)
+    chosen = next(quotes, None)
     if chosen is None:
         feats: list[float] = []
         conf = 0.0
     else:
-        guess, p, quote = chosen
+        i, guess, p, quote = chosen
         feats = abstain_features(reading, guess, passages, known, cap_unknown)
         conf = confidence(feats, settings)
         if conf >= settings.reader_abstain_threshold:
-            text = p.text[quote.start - p.start : quote.end - p.start]
-            cited = citation(1, p, quote.start, quote.end, text, documents)
+            quoted = [(p, quote)]
+            runner_up = next(quotes, None)
+            if runner_up is not None and _close(reading, i, runner_up[0], settings.reader_second_margin):
+                quoted = _with_second(p, quote, runner_up[2], runner_up[3], settings.answer_max_chars)
+            citations, parts = [], []
+            for n, (q_passage, q_span) in enumerate(quoted, 1):
+                text = q_passage.text[q_span.start - q_passage.start : q_span.end - q_passage.start]
+                citations.append(citation(n, q_passage, q_span.start, q_span.end, text, documents))
+                parts.append(f"{text} [{n}]")
             return (
                 Answer(
-                    text=f"{text} [1]",
-                    citations=[cited],
+                    text=" ".join(parts),
+                    citations=citations,
                     confidence=round(conf, 4),
                     abstained=False,
                     passages=passages,
@@ -469,6 +473,49 @@ def answer_from_reading(
         ),
         feats,
     )
+
+
+def _quotes(reading: Reading, passages: Sequence[Passage], sentences_of, settings: Settings):
+    """(index of the guess, guess, passage, quote) for the guesses in order, one per quote: those
+    whose quote is not quotable, or repeats an earlier one's, are skipped."""
+    seen: set[tuple[str, int, int]] = set()
+    for i, guess in enumerate(reading.spans):
+        p = passages[guess.rank]
+        quote = quote_around(p, sentences_of(p), guess, settings.answer_max_chars)
+        if quote is None or (p.source, quote.start, quote.end) in seen:
+            continue
+        seen.add((p.source, quote.start, quote.end))
+        if quotable(p.text[quote.start - p.start : quote.end - p.start], settings.min_answer_words):
+            yield i, guess, p, quote
+
+
+def _close(reading: Reading, first: int, second: int, margin: float) -> bool:
+    """The rank model scores guess ``second``'s sentence within ``margin`` of guess ``first``'s."""
+    if margin <= 0 or reading.choice is None:
+        return False
+    return reading.choice[first] - reading.choice[second] <= margin
+
+
+def _with_second(p: Passage, quote: Span, p2: Passage, quote2: Span, max_chars: int) -> list[tuple[Passage, Span]]:
+    """The chosen quote and the runner-up's, best first. Quotes of one article that overlap, or
+    that only whitespace parts, become one quote (cited from the passage that holds all of it). The
+    chosen quote alone when the two do not fit ``max_chars`` (or cannot be joined)."""
+    if p2.source == p.source:
+        lo, hi = (quote, quote2) if quote.start <= quote2.start else (quote2, quote)
+        file_gap = (lo.end, hi.start)
+        holder = next((x for x in (p, p2) if x.start <= file_gap[0] and file_gap[1] <= x.end), None)
+        joins = hi.start <= lo.end or (
+            holder is not None and not holder.text[lo.end - holder.start : hi.start - holder.start].strip()
+        )
+        if joins:
+            merged = Span(lo.start, max(lo.end, hi.end))
+            inside = next((x for x in (p, p2) if x.start <= merged.start and merged.end <= x.end), None)
+            if inside is not None and merged.end - merged.start <= max_chars:
+                return [(inside, merged)]
+            return [(p, quote)]
+    if (quote.end - quote.start) + (quote2.end - quote2.start) <= max_chars:
+        return [(p, quote), (p2, quote2)]
+    return [(p, quote)]
 
 
 # ---------------------------------------------------------------- the Reader
