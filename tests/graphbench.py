@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 VARIANTS = {
     "mm": lambda names: [n for n in names if n.startswith("/span/")],
@@ -43,12 +44,11 @@ def write_variants(out: Path) -> list[str]:
 
 
 def main() -> int:
-    from qa.engine import Engine
-    from qa.evaluation import percentile, sample_questions, squad_em_f1, squad_engine
-    from qa.reading import model as rm
+    from readerbench import held_out_engine
+
+    from qa.evaluation import percentile, sample_questions, squad_em_f1
     from qa.reading.trained import SpanReader
     from qa.retrieval import search
-    from qa.settings import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("questions", type=int, nargs="?", default=1500)
@@ -58,14 +58,11 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qa-eval")
     args = ap.parse_args()
 
-    card = rm.read_card()
-    work = args.cache / "reader-calibration"
-    squad = work / f"heldout-seed{card.get('seed')}.json"
-    if not squad.is_file():
-        print(f"no held-out corpus at {squad}: run python -m qa calibrate-reader first", file=sys.stderr)
+    held = held_out_engine(args.cache)
+    if held is None:
         return 2
+    engine, questions = held
     graphs = ["shipped", *(write_variants(args.variants) if args.variants else []), *args.graphs, "torch"]
-    engine, questions, _ = squad_engine(squad, work, Engine(Settings()))
     sample = [q for q in sample_questions(questions, args.questions, args.seed) if q.in_corpus]
     read = [(q, list(search(engine.index, engine.embedder, engine.settings, q.question, 5).passages)) for q in sample]
     readers = {}

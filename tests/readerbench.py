@@ -28,13 +28,27 @@ def _spin() -> None:  # pragma: no cover - a busy core
         pass
 
 
-def main() -> int:
+def held_out_engine(cache: Path):
+    """(engine, questions) over the closed corpus of held-out SQuAD *train* articles that
+    ``python -m qa calibrate-reader`` builds under ``cache``; None (with a message) when it is not there."""
     from qa.engine import Engine
-    from qa.evaluation import percentile, sample_questions, squad_engine
+    from qa.evaluation import squad_engine
     from qa.reading import model as rm
+    from qa.settings import Settings
+
+    work = cache / "reader-calibration"
+    squad = work / f"heldout-seed{rm.read_card().get('seed')}.json"
+    if not squad.is_file():
+        print(f"no held-out corpus at {squad}: run python -m qa calibrate-reader first", file=sys.stderr)
+        return None
+    engine, questions, _ = squad_engine(squad, work, Engine(Settings()))
+    return engine, questions
+
+
+def main() -> int:
+    from qa.evaluation import percentile, sample_questions
     from qa.reading.trained import SpanReader
     from qa.retrieval import search
-    from qa.settings import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("questions", type=int, nargs="?", default=300)
@@ -42,13 +56,10 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qa-eval")
     args = ap.parse_args()
 
-    card = rm.read_card()
-    work = args.cache / "reader-calibration"
-    squad = work / f"heldout-seed{card.get('seed')}.json"
-    if not squad.is_file():
-        print(f"no held-out corpus at {squad}: run python -m qa calibrate-reader first", file=sys.stderr)
+    held = held_out_engine(args.cache)
+    if held is None:
         return 2
-    engine, questions, _ = squad_engine(squad, work, Engine(Settings()))
+    engine, questions = held
     sample = sample_questions(questions, args.questions, 11)
     read = [
         (q.question, list(search(engine.index, engine.embedder, engine.settings, q.question, 5).passages))
