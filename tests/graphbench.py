@@ -58,10 +58,7 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qa-eval")
     args = ap.parse_args()
 
-    held = held_out_engine(args.cache)
-    if held is None:
-        return 2
-    engine, questions = held
+    engine, questions = held_out_engine(args.cache)
     graphs = ["shipped", *(write_variants(args.variants) if args.variants else []), *args.graphs, "torch"]
     sample = [q for q in sample_questions(questions, args.questions, args.seed) if q.in_corpus]
     read = [(q, list(search(engine.index, engine.embedder, engine.settings, q.question, 5).passages)) for q in sample]

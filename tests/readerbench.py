@@ -30,7 +30,8 @@ def _spin() -> None:  # pragma: no cover - a busy core
 
 def held_out_engine(cache: Path):
     """(engine, questions) over the closed corpus of held-out SQuAD *train* articles that
-    ``python -m qa calibrate-reader`` builds under ``cache``; None (with a message) when it is not there."""
+    ``python -m qa calibrate-reader`` builds under ``cache``; exits with status 2 and a message when
+    it is not there."""
     from qa.engine import Engine
     from qa.evaluation import squad_engine
     from qa.reading import model as rm
@@ -40,7 +41,7 @@ def held_out_engine(cache: Path):
     squad = work / f"heldout-seed{rm.read_card().get('seed')}.json"
     if not squad.is_file():
         print(f"no held-out corpus at {squad}: run python -m qa calibrate-reader first", file=sys.stderr)
-        return None
+        raise SystemExit(2)
     engine, questions, _ = squad_engine(squad, work, Engine(Settings()))
     return engine, questions
 
@@ -56,10 +57,7 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qa-eval")
     args = ap.parse_args()
 
-    held = held_out_engine(args.cache)
-    if held is None:
-        return 2
-    engine, questions = held
+    engine, questions = held_out_engine(args.cache)
     sample = sample_questions(questions, args.questions, 11)
     read = [
         (q.question, list(search(engine.index, engine.embedder, engine.settings, q.question, 5).passages))
