@@ -1026,6 +1026,34 @@ def test_split_articles_is_deterministic_and_disjoint():
     assert len(splits) > 1, "the seed changes the split"
 
 
+def test_shuffle_seed_changes_the_batches_and_negatives_but_not_the_held_out_split():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    questions = [
+        train.Question(f"{a}-{i}", f"Article {a}", f"Who {a} {i}?", f"Ctx {a} {i}.", ("x",), 0, 1, i)
+        for a in range(12)
+        for i in range(3)
+    ]
+    ambiguous = {"5-1"}
+
+    def plan(*argv):
+        return train.make_plan(questions, ambiguous, parser.parse_args(["--held-out-articles", "4", *argv]))
+
+    base, again, further = plan(), plan(), plan("--shuffle-seed", "14")
+    assert base == again, "a plan is decided by its seeds alone"
+    assert base.order_seed == 13 and further.order_seed == 14
+    assert further.held_out_articles == base.held_out_articles and further.held_out == base.held_out
+    assert further.validation == base.validation and further.final == base.final
+    assert further.train == base.train, "the same questions, in the same order"
+    assert "5-1" not in {q.id for q in base.train}
+    with_negatives = [plan("--negatives", "1", *s).pairs for s in ((), ("--shuffle-seed", "14"))]
+    assert len(with_negatives[0]) > len(base.train), "negative pairs were drawn"
+    assert with_negatives[0] != with_negatives[1], "another shuffle seed draws other negatives"
+    assert plan("--seed", "7").held_out_articles != base.held_out_articles
+
+
 def test_batches_cover_every_index_exactly_once():
     rng = random.Random(3)
     n = 1037

@@ -226,7 +226,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding train-v1.1.json.gz")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoints and the report")
     p.add_argument("--export", type=Path, default=rm.WEIGHTS_DIR, help="where the final weights and model card go")
-    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--seed", type=int, default=13, help="the held-out split, the question order, the batches")
+    p.add_argument(
+        "--shuffle-seed",
+        type=int,
+        help="another batch order and other negative pairs for a further pass (default: --seed); the held-out split stays --seed's",
+    )
     p.add_argument("--questions", type=int, default=0, help="train on this many questions (0: all)")
     p.add_argument(
         "--offset", type=int, default=0, help="skip this many of the (seeded, shuffled) training questions first"
@@ -255,6 +260,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write --out/checkpoint.pt's weights to --export as they are (a run in progress), and stop",
     )
+
+
+@dataclass
+class Plan:
+    """What a run trains and validates on, all decided by the seeds."""
+
+    train: list[Question]
+    held_out: list[Question]
+    validation: list[Question]
+    final: list[Question]
+    train_articles: set[str]
+    held_out_articles: set[str]
+    pairs: list[tuple[str, str, int, int]]
+    order_seed: int
+
+
+def make_plan(questions: list[Question], ambiguous: set[str], args: argparse.Namespace) -> Plan:
+    """The seeded split and training pairs. ``--seed`` decides the held-out articles (and so what
+    validation and calibrate-reader may use) and the question order; ``--shuffle-seed``, when
+    given, only the batch order and the negative pairs of a further pass over the same questions."""
+    train_articles, held_articles = split_articles(questions, args.held_out_articles, args.seed)
+    train_q = [q for q in questions if q.article in train_articles and q.id not in ambiguous]
+    held_q = [q for q in questions if q.article in held_articles]
+    rng = random.Random(args.seed)
+    rng.shuffle(train_q)
+    train_q = train_q[args.offset :]
+    if args.questions:
+        train_q = train_q[: args.questions]
+    val_q = random.Random(args.seed + 1).sample(held_q, min(args.eval_questions, len(held_q)))
+    final_q = random.Random(args.seed + 2).sample(held_q, min(args.final_eval_questions, len(held_q)))
+    if args.shuffle_seed is not None:
+        rng = random.Random(args.shuffle_seed)
+    order_seed = args.seed if args.shuffle_seed is None else args.shuffle_seed
+    pairs = training_pairs(train_q, args.negatives, rng)
+    return Plan(train_q, held_q, val_q, final_q, train_articles, held_articles, pairs, order_seed)
 
 
 def previous_stages(card: dict) -> list[dict]:
@@ -337,19 +377,11 @@ def main(args: argparse.Namespace) -> int:
     questions = load_squad_train(args.data)
     ambiguous_file = args.data / "ambiguous_answer_start_ids.txt"
     ambiguous = set(ambiguous_file.read_text().split()) if ambiguous_file.is_file() else set()
-    train_articles, held_articles = split_articles(questions, args.held_out_articles, args.seed)
-    train_q = [q for q in questions if q.article in train_articles and q.id not in ambiguous]
-    held_q = [q for q in questions if q.article in held_articles]
-    rng = random.Random(args.seed)
-    rng.shuffle(train_q)
-    train_q = train_q[args.offset :]
-    if args.questions:
-        train_q = train_q[: args.questions]
-    val_q = random.Random(args.seed + 1).sample(held_q, min(args.eval_questions, len(held_q)))
-    final_q = random.Random(args.seed + 2).sample(held_q, min(args.final_eval_questions, len(held_q)))
-
+    plan = make_plan(questions, ambiguous, args)
+    train_q, held_q, val_q, final_q = plan.train, plan.held_out, plan.validation, plan.final
+    train_articles, held_articles = plan.train_articles, plan.held_out_articles
     t0 = time.time()
-    features = featurize(tokenizer, training_pairs(train_q, args.negatives, rng), config)
+    features = featurize(tokenizer, plan.pairs, config)
     lengths = [len(f[0]) for f in features]
     positives = sum(1 for f in features if f[2] != rm.NO_ANSWER)
     print(
@@ -394,7 +426,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"resumed at step {step} ({trained_seconds / 60:.1f} min trained)", file=sys.stderr)
     order: list[list[int]] = []
     for e in range(math.ceil(args.epochs)):
-        order.extend(batches(len(features), lengths, args.batch_size, args.seed + 100 + e))
+        order.extend(batches(len(features), lengths, args.batch_size, plan.order_seed + 100 + e))
     order = order[:total]
     stop = min(total, args.max_steps) if args.max_steps else total
 
@@ -461,6 +493,7 @@ def main(args: argparse.Namespace) -> int:
         "data_sha256": "f2b8862561f015019872bc8a0594c0e02a207773ac61f1152cf9032f5343a176",
         "command": " ".join(["python -m qa train-reader", *_command_args()]),
         "seed": args.seed,
+        **({"shuffle_seed": args.shuffle_seed} if args.shuffle_seed is not None else {}),
         "window": asdict(config),
         "training": {
             "questions": len(train_q),
