@@ -5,6 +5,7 @@ test_reader_real.py (slow)."""
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
 import math
@@ -1052,6 +1053,33 @@ def test_shuffle_seed_changes_the_batches_and_negatives_but_not_the_held_out_spl
     assert len(with_negatives[0]) > len(base.train), "negative pairs were drawn"
     assert with_negatives[0] != with_negatives[1], "another shuffle seed draws other negatives"
     assert plan("--seed", "7").held_out_articles != base.held_out_articles
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_at_the_last_step():
+    total, warm = 100, 10
+    lr = [train.lr_factor(s, total, warm, 0.0, 0.0) for s in range(total)]
+    assert lr[0] == pytest.approx(0.1) and lr[warm - 1] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lr[warm - 1 : -1], lr[warm:], strict=True)), "decays after the warm-up"
+    assert lr[50] == pytest.approx((total - 50) / (total - warm)), "linear, as without a time budget"
+    assert train.lr_factor(total, total, warm, 0.0, 0.0) == 0.0
+
+
+def test_a_time_budget_decays_the_learning_rate_by_whichever_is_further_along():
+    total, warm = 1000, 10
+    by_steps = train.lr_factor(100, total, warm, 1.0, 600.0)
+    assert by_steps == pytest.approx(train.lr_factor(100, total, warm, 0.0, 0.0)), "time behind steps: steps rule"
+    half = train.lr_factor(100, total, warm, 300.0, 600.0)
+    assert half == pytest.approx(0.5 / 0.99), "half the budget spent at a tenth of the steps: half-way decayed"
+    assert train.lr_factor(100, total, warm, 600.0, 600.0) == 0.0, "the budget spent: nothing more to learn"
+    slow_start = train.lr_factor(0, total, warm, 60.0, 600.0)
+    assert slow_start == pytest.approx(0.9 / 0.99), "a tenth of the budget spent: warmed up, a tenth decayed"
+
+
+def test_a_negative_time_budget_is_refused_naming_it():
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    with pytest.raises(InputError, match="--minutes must be 0 or more, not -1.0"):
+        train.main(parser.parse_args(["--minutes", "-1"]))
 
 
 def test_batches_cover_every_index_exactly_once():

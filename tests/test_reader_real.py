@@ -182,3 +182,54 @@ def test_picker_and_trained_reader_on_the_same_engine(real_engine):
     check_quotes(real_engine, trained)
     assert real_engine.reader("trained") is real_engine.reader("trained")
     assert real_engine.reader().name == real_engine.settings.reader
+
+
+def _tiny_squad(folder, articles: int = 6):
+    """A SQuAD-format training file of a few made-up articles (one paragraph, two questions each)."""
+    import gzip
+    import json
+
+    data = []
+    for a in range(articles):
+        ctx = f"The town of Ardel{a} was founded by Mira Holt in {1800 + a}. It lies on the river Sel."
+        qas = [
+            {"id": f"t-{a}-0", "question": f"Who founded Ardel{a}?", "answers": [{"text": "Mira Holt", "answer_start": ctx.index("Mira")}]},
+            {"id": f"t-{a}-1", "question": f"When was Ardel{a} founded?", "answers": [{"text": str(1800 + a), "answer_start": ctx.index(str(1800 + a))}]},
+        ]  # fmt: skip
+        data.append({"title": f"Ardel{a}", "paragraphs": [{"context": ctx, "qas": qas}]})
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / "train-v1.1.json.gz", "wt", encoding="utf-8") as f:
+        json.dump({"data": data}, f)
+    return folder
+
+
+def test_train_reader_on_a_time_budget_then_export_its_graph_elsewhere(tmp_path):
+    """What a GPU run does (--base-model, --minutes, --no-onnx) and what follows here (--export-from):
+    the weights come back unchanged, now with an int8 graph, and load as the card says."""
+    import argparse
+    import json
+
+    from qa.reading import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    data = _tiny_squad(tmp_path / "data")
+    trained, final = tmp_path / "trained", tmp_path / "final"
+    common = ["--data", str(data), "--held-out-articles", "2", "--eval-questions", "2", "--final-eval-questions", "2"]
+    args = parser.parse_args(
+        [*common, "--base-model", str(rm.packaged_model_path()), "--minutes", "0.05", "--epochs", "50",
+         "--batch-size", "4", "--eval-every", "1000", "--threads", "1", "--no-onnx",
+         "--out", str(tmp_path / "run"), "--export", str(trained)]
+    )  # fmt: skip
+    assert train.main(args) == 0
+    card = json.loads((trained / rm.CARD_FILE).read_text())
+    assert card["training"]["budget_minutes"] == 0.05
+    assert card["training"]["steps"] < card["training"]["of_steps"], "the time budget ended training"
+    assert "onnx_file" not in card and not (trained / rm.ONNX_FILE).exists()
+
+    assert train.main(parser.parse_args(["--export-from", str(trained), "--export", str(final)])) == 0
+    again = rm.read_card(final)
+    assert again["sha256"] == card["sha256"], "the same weights, byte for byte"
+    assert again["onnx_file"] == rm.ONNX_FILE and (final / rm.ONNX_FILE).stat().st_size == again["onnx_bytes"]
+    assert rm.load_onnx(final) is not None, "the graph matches its card"
+    assert again["validation"] == card["validation"] and again["command"] == card["command"]
