@@ -203,7 +203,7 @@ def _tiny_squad(folder, articles: int = 6):
     return folder
 
 
-def test_train_reader_on_a_time_budget_then_export_its_graph_elsewhere(tmp_path):
+def test_train_reader_on_a_time_budget_then_export_its_graph_elsewhere(tmp_path, capsys):
     """What a GPU run does (--base-model, --minutes, --no-onnx) and what follows here (--export-from):
     the weights come back unchanged, now with an int8 graph, and load as the card says."""
     import argparse
@@ -233,3 +233,7 @@ def test_train_reader_on_a_time_budget_then_export_its_graph_elsewhere(tmp_path)
     assert again["onnx_file"] == rm.ONNX_FILE and (final / rm.ONNX_FILE).stat().st_size == again["onnx_bytes"]
     assert rm.load_onnx(final) is not None, "the graph matches its card"
     assert again["validation"] == card["validation"] and again["command"] == card["command"]
+
+    assert train.main(parser.parse_args([*common, "--validate", str(final)])) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["questions"] == 2 and 0.0 <= scored["em"] <= scored["f1"] <= 1.0

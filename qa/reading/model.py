@@ -202,6 +202,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- **Held out**: {card.get('held_out', {})} (validation and refusal calibration only)",
         f"- **Validation** (held-out training articles, gold paragraph given): EM {gold.get('em', '?')}, "
         f"F1 {gold.get('f1', '?')} on {gold.get('questions', '?')} questions",
+        *([f"- **Validation note**: {v['note']}"] if v.get("note") else []),
         f"- **Files**: `{card.get('weights_file', WEIGHTS_FILE)}` ({card.get('bytes', 0) / 1e6:.1f} MB, float16, "
         f"every tensor but the frozen word embeddings), `{card.get('onnx_file', '-')}` "
         f"({card.get('onnx_bytes', 0) / 1e6:.1f} MB, int8)",

@@ -276,6 +276,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="write the weights in DIR (e.g. trained elsewhere with --no-onnx) to --export with their int8 graph, and stop",
     )
     p.add_argument(
+        "--validate",
+        type=Path,
+        metavar="DIR",
+        help="score the weights in DIR on the held-out questions (gold paragraph given; --final-eval-questions of "
+        "them, as a run's final validation), with torch on this machine, and stop",
+    )
+    p.add_argument(
         "--export-checkpoint",
         action="store_true",
         help="write --out/checkpoint.pt's weights to --export as they are (a run in progress), and stop",
@@ -388,6 +395,21 @@ def export_from(args: argparse.Namespace) -> int:
     return 0
 
 
+def validate_folder(args: argparse.Namespace) -> int:
+    """A folder's weights scored as a training run scores its own at the end: the same held-out
+    questions (``--seed``'s split), read here (a GPU's figures can differ a little)."""
+    network, card = rm.load_network(args.validate, args.base_model)
+    window = card.get("window", {})
+    config = rm.WindowConfig(**{k: int(v) for k, v in window.items() if k in asdict(rm.WindowConfig())})
+    questions = load_squad_train(args.data)
+    ambiguous_file = args.data / "ambiguous_answer_start_ids.txt"
+    ambiguous = set(ambiguous_file.read_text().split()) if ambiguous_file.is_file() else set()
+    plan = make_plan(questions, ambiguous, args)
+    metrics = validate(network, rm.load_tokenizer(args.base_model), plan.final, config)
+    print(json.dumps({"weights": str(args.validate), "seed": args.seed, **metrics}))
+    return 0
+
+
 def lr_factor(step: int, total: int, warm: int, seconds: float, budget: float) -> float:
     """Linear warm-up over ``warm`` steps, then linear decay to 0 by the end of the schedule: at
     ``total`` steps, or, with a time budget (``budget`` seconds > 0), when ``seconds`` reach it,
@@ -407,6 +429,8 @@ def main(args: argparse.Namespace) -> int:
         return export_checkpoint(args)
     if args.export_from:
         return export_from(args)
+    if args.validate:
+        return validate_folder(args)
     if args.minutes < 0:
         raise InputError(f"--minutes must be 0 or more, not {args.minutes}")
 
