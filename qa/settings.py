@@ -146,7 +146,7 @@ class Settings:
         6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
     reader_rank_model: str = _s(
-        "0.4121,-0.4557,0.1028,5.025,-1.044,-1.102,0.7363,-0.2789,0.7997,-0.1282,-0.2665,-0.008829,0.6711,-1.112",
+        "0.04816,-0.3873,0.1045,4.794,-1.026,-1.187,0.7201,-0.2721,0.7667,-0.1912,-0.1906,-0.06038,0.5587,-1.127",
         "Trained reader: how it chooses among its span guesses, a logistic model fitted by `python -m qa "
         "calibrate-reader` (intercept, then weights of the features listed at `reading.trained.rank_features`); "
         "empty: by span score plus `reader_w_passage`.",
@@ -166,13 +166,13 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-8.742,-0.02597,0.1199,0.1612,-0.1449,9.022,-0.4898,0.4318,-0.6469,-1.798,6.049",
+        "-9.281,0.01682,0.07407,0.1319,-0.1446,7.852,-0.2458,0.3972,-0.4261,-1.652,6.163",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage, the best passage's "
         "retrieval score.",
     )
-    reader_abstain_threshold: float = _s(0.8, "Trained reader: abstain when its confidence is below this.")
+    reader_abstain_threshold: float = _s(0.85, "Trained reader: abstain when its confidence is below this.")
 
     def __post_init__(self) -> None:
         """Every value checked when the settings are made (from code, ``QA_*`` or the CLI alike):
