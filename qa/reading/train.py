@@ -324,6 +324,13 @@ def make_plan(questions: list[Question], ambiguous: set[str], args: argparse.Nam
     return Plan(train_q, held_q, val_q, final_q, train_articles, held_articles, pairs, order_seed)
 
 
+def load_plan(args: argparse.Namespace) -> Plan:
+    """``make_plan`` over ``--data``: the training file, less the questions whose answer start may be off."""
+    ambiguous_file = args.data / "ambiguous_answer_start_ids.txt"
+    ambiguous = set(ambiguous_file.read_text().split()) if ambiguous_file.is_file() else set()
+    return make_plan(load_squad_train(args.data), ambiguous, args)
+
+
 def previous_stages(card: dict) -> list[dict]:
     """What the weights given to ``--init`` went through, oldest first: each stage's command, seed,
     training facts and final validation, so a model card tells the whole chain of runs."""
@@ -401,10 +408,7 @@ def validate_folder(args: argparse.Namespace) -> int:
     network, card = rm.load_network(args.validate, args.base_model)
     window = card.get("window", {})
     config = rm.WindowConfig(**{k: int(v) for k, v in window.items() if k in asdict(rm.WindowConfig())})
-    questions = load_squad_train(args.data)
-    ambiguous_file = args.data / "ambiguous_answer_start_ids.txt"
-    ambiguous = set(ambiguous_file.read_text().split()) if ambiguous_file.is_file() else set()
-    plan = make_plan(questions, ambiguous, args)
+    plan = load_plan(args)
     metrics = validate(network, rm.load_tokenizer(args.base_model), plan.final, config)
     print(json.dumps({"weights": str(args.validate), "seed": args.seed, **metrics}))
     return 0
@@ -443,10 +447,7 @@ def main(args: argparse.Namespace) -> int:
     config = rm.WindowConfig(max_length=args.max_length, stride=args.stride)
     tokenizer = rm.load_tokenizer(args.base_model)
 
-    questions = load_squad_train(args.data)
-    ambiguous_file = args.data / "ambiguous_answer_start_ids.txt"
-    ambiguous = set(ambiguous_file.read_text().split()) if ambiguous_file.is_file() else set()
-    plan = make_plan(questions, ambiguous, args)
+    plan = load_plan(args)
     train_q, held_q, val_q, final_q = plan.train, plan.held_out, plan.validation, plan.final
     train_articles, held_articles = plan.train_articles, plan.held_out_articles
     t0 = time.time()
