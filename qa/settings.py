@@ -146,7 +146,7 @@ class Settings:
         6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
     reader_rank_model: str = _s(
-        "0.04816,-0.3873,0.1045,4.794,-1.026,-1.187,0.7201,-0.2721,0.7667,-0.1912,-0.1906,-0.06038,0.5587,-1.127",
+        "-0.04336,-0.2869,0.0973,4.426,-1.05,-1.07,0.4797,-0.1994,0.8666,-0.1572,-0.1454,-0.02202,0.4425,-1.011",
         "Trained reader: how it chooses among its span guesses, a logistic model fitted by `python -m qa "
         "calibrate-reader` (intercept, then weights of the features listed at `reading.trained.rank_features`); "
         "empty: by span score plus `reader_w_passage`.",
@@ -166,7 +166,7 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-9.281,0.01682,0.07407,0.1319,-0.1446,7.852,-0.2458,0.3972,-0.4261,-1.652,6.163",
+        "-9.145,0.003161,0.09322,0.1176,-0.0817,7.865,-0.2397,0.3731,-0.4251,-2.069,6.084",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage, the best passage's "

@@ -26,6 +26,7 @@ from qa.reading.features import SentenceFeatures
 from qa.reading.trained import (
     ABSTAIN_FEATURES,
     ABSTAIN_MESSAGE,
+    GUESSES,
     RANK_FEATURES,
     Reading,
     SpanGuess,
@@ -604,12 +605,14 @@ class FakeSpanReader:
         self.shift, self.shift_calls = shift, shift_calls
         self.calls = 0
         self.last: SpanGuess | None = None
+        self.top: int | None = None  # how many guesses the last call asked for
 
     def load(self) -> None:
         pass
 
     def read(self, question: str, passages, top: int = 5) -> Reading:
         self.calls += 1
+        self.top = top
         shift = self.shift if self.calls <= self.shift_calls else 0
         asked = set(re.findall(r"\w+", question.lower()))
         found = []
@@ -658,6 +661,7 @@ def test_engine_answers_with_the_trained_reader(trained_engine, question):
     assert reader.name == "trained" and isinstance(reader, Reader)
     answer = engine.answer(question)
     assert answer.reader == "trained" and not answer.abstained
+    assert fake.top == GUESSES, "the rank model chooses among GUESSES guesses, as it was fitted to"
     assert answer.span is not None and fake.last is not None
     assert (answer.span.text, answer.span.start, answer.span.end) == (fake.last.text, fake.last.start, fake.last.end)
     text = corpus_text(engine, answer.span.source)

@@ -116,12 +116,6 @@ def _engines(args: argparse.Namespace, engine, work: Path, held: dict, card: dic
 
 
 def main(args: argparse.Namespace, engine) -> int:
-    import numpy as np
-
-    from ..calibration import fit_logistic
-    from ..evaluation import percentile, squad_correct, squad_em_f1
-    from .trained import TrainedReader
-
     if args.questions < 10:
         raise InputError(f"--questions must be at least 10. Currently, it is {args.questions}.")
     card = rm.read_card(Path(engine.settings.reader_weights) if engine.settings.reader_weights else rm.WEIGHTS_DIR)
@@ -134,6 +128,18 @@ def main(args: argparse.Namespace, engine) -> int:
         return _picker(parts, out)
     t0 = time.perf_counter()
     items, latencies = _read_all(parts)
+    return fit_and_report(items, latencies, parts, engine, out, t0)
+
+
+def fit_and_report(items: list[_Read], latencies: list[float], parts, engine, out: Path, t0: float) -> int:
+    """The rank model, then the confidence model on the answers it chooses, fitted on questions
+    already read (``_read_all``): the report written to ``out`` and printed."""
+    import numpy as np
+
+    from ..calibration import fit_logistic
+    from ..evaluation import percentile, squad_correct, squad_em_f1
+    from .trained import TrainedReader
+
     rank_model, ranking = fit_rank_model(items)
     X, y, ok, part_of, fold_of = [], [], [], [], []
     ems, f1s = [], []
@@ -249,7 +255,7 @@ def _read_all(parts) -> tuple[list[_Read], list[float]]:
     from tqdm.auto import tqdm
 
     from ..retrieval import search
-    from .trained import SpanReader
+    from .trained import GUESSES, SpanReader
 
     items, latencies = [], []
     spans = None
@@ -263,7 +269,7 @@ def _read_all(parts) -> tuple[list[_Read], list[float]]:
             bar.update(1)
             t = time.perf_counter()
             hits = search(sq_engine.index, sq_engine.embedder, s, q.question, 5)
-            reading = spans.read(q.question, list(hits.passages), top=10)
+            reading = spans.read(q.question, list(hits.passages), top=GUESSES)
             latencies.append(time.perf_counter() - t)
             items.append(_Read(name, sq_engine, q, hits, reading, spans))
     bar.close()

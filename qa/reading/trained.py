@@ -335,6 +335,8 @@ ABSTAIN_FEATURES = 10  # must match Settings.reader_abstain_model (see settings.
 
 # ---------------------------------------------------------------- choosing among the guesses
 
+GUESSES = 20  # span guesses (best first, over all passages) the rank model chooses among; measured on
+# 4,000 held-out training questions: 10 -> 20 raised its accuracy 0.8845 -> 0.8874, 30 added nothing
 RANK_FEATURES = 13  # must match Settings.reader_rank_model (see settings.READER_RANK_FEATURES)
 
 
@@ -546,7 +548,7 @@ class TrainedReader:
         """The answer and the confidence features it was judged on (for calibration)."""
         # a follow-up is read with its rewrite ("How old is he? (Who plays Irving?; John Turturro)"):
         # the network sees who "he" is
-        reading = self.spans.read(query or question, list(hits.passages), top=10)
+        reading = self.spans.read(query or question, list(hits.passages), top=GUESSES)
         return self.answer_reading(question, reading, hits, index, query)
 
     def answer_reading(self, question: str, reading: Reading, hits, index, query: str) -> tuple[Answer, list[float]]:
