@@ -56,12 +56,12 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def hf_tokenizer():
-    """transformers' tokenizer, which training uses."""
+    """transformers' tokenizer: the reference that the windows cut by ``tokenizers`` alone must equal."""
     return rm.load_tokenizer()
 
 
 def test_fast_tokenizer_windows_equal_transformers(tokenizer, hf_tokenizer):
-    """Inference tokenizes without transformers; its windows must be exactly training's."""
+    """Training and answering tokenize without transformers; their windows must be exactly transformers'."""
     questions = ["Who plays Mark?", "why " * 90 + "?", "Quand a été créé l'ONU ?", "x"]
     passages = [
         "Adam Scott plays Mark Scout. " * 40,
@@ -1111,8 +1111,7 @@ PAIRS = [
 ]
 
 
-def test_featurize_labels_point_at_the_answer(hf_tokenizer):
-    tokenizer = hf_tokenizer
+def test_featurize_labels_point_at_the_answer(tokenizer, hf_tokenizer):
     config = rm.WindowConfig(max_length=40, stride=10)
     assert PAIRS[0][1][15:28] == "John Turturro" and PAIRS[2][1][12:28] == "Mr. & Mrs. Smith"
     feats = train.featurize(tokenizer, PAIRS, config)
@@ -1139,10 +1138,10 @@ def test_featurize_labels_point_at_the_answer(hf_tokenizer):
     assert 1 <= positives[1] < windows[1], "windows without the answer are labelled no-answer"
     assert positives[3] == 0
     assert train.featurize(tokenizer, PAIRS, config, batch=1) == feats, "batching does not change features"
+    assert train.featurize(hf_tokenizer, PAIRS, config) == feats, "transformers' windows are the same"
 
 
-def test_featurize_negative_pair_is_no_answer_everywhere(hf_tokenizer):
-    tokenizer = hf_tokenizer
+def test_featurize_negative_pair_is_no_answer_everywhere(tokenizer):
     ctx = "John Turturro plays Irving. " * 20
     feats = train.featurize(tokenizer, [("Who plays Irving?", ctx, -1, -1)], rm.WindowConfig(max_length=32, stride=8))
     assert len(feats) > 1 and all((s, e) == (0, 0) for _, _, s, e in feats)

@@ -62,7 +62,8 @@ def _quiet_transformers() -> None:
 
 
 def load_tokenizer(model_path: str | Path | None = None):
-    """transformers' tokenizer of the packaged model (training; inference uses ``FastTokenizer``)."""
+    """transformers' tokenizer of the packaged model (training and answering use ``FastTokenizer``;
+    a test checks that the two cut the same windows)."""
     from transformers import AutoTokenizer
 
     _quiet_transformers()
