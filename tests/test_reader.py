@@ -11,6 +11,8 @@ import json
 import math
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -1145,6 +1147,24 @@ def test_featurize_negative_pair_is_no_answer_everywhere(tokenizer):
     ctx = "John Turturro plays Irving. " * 20
     feats = train.featurize(tokenizer, [("Who plays Irving?", ctx, -1, -1)], rm.WindowConfig(max_length=32, stride=8))
     assert len(feats) > 1 and all((s, e) == (0, 0) for _, _, s, e in feats)
+
+
+def test_training_runs_on_a_machine_without_the_engines_dependencies():
+    """A lent GPU machine lacked orjson: the training command must not import the engine (the index,
+    orjson) on the way, while ``qa.get_engine`` still works where they are installed."""
+    code = (
+        "import sys; sys.modules['orjson'] = None\n"  # any import of orjson now fails
+        "import runpy; sys.argv = ['train', '--help']\n"
+        "try:\n    runpy.run_module('qa.reading.train', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'qa.engine' not in sys.modules and 'qa.index' not in sys.modules, sorted(sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--minutes" in done.stdout, "train-reader's help was printed"
+    assert qa.get_engine is qa.engine.get_engine and qa.Engine.__name__ == "Engine"
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        _ = qa.no_such_thing
 
 
 def test_collate_pads_to_a_multiple_of_16():
