@@ -1343,3 +1343,26 @@ def test_rank_model_is_fitted_to_choose_the_guess_whose_quote_answers(make_engin
     assert scores["span score + reader_w_passage"]["EM"] == 0.0
     assert scores["span score + reader_w_passage"]["accuracy"] < 0.1
     assert scores["rank model"]["accuracy"] > 0.8 and scores["rank model"]["EM"] > 0.8
+
+
+def test_followupbench_turns_the_title_into_a_pronoun_after_a_first_turn_on_the_same_article():
+    from followupbench import follow_ups
+
+    from qa.evaluation import SquadQuestion
+
+    def q(i, text, source="03_Dell.txt", in_corpus=True):
+        return SquadQuestion(f"q{i}", text, source, ("x",), (0,), in_corpus, 3)
+
+    questions = [
+        q(0, "Where is Dell's Tennessee facility?"),
+        q(1, "When was the Dell founded?"),
+        q(2, "Who founded it?"),  # names no title: never asked
+        q(3, "What does Dell sell?", "06_Dell.txt", in_corpus=False),  # out of corpus: never asked
+        q(4, "Where is Kyoto?", "07_Kyoto.txt"),  # the only question of its article: no first turn
+    ]
+    asked = follow_ups(questions, 10, seed=1)
+    assert sorted((first.id, x.id, pronoun) for first, x, pronoun in asked) == [
+        ("q0", "q1", "When was it founded?"),
+        ("q1", "q0", "Where is its Tennessee facility?"),
+    ]
+    assert len(follow_ups(questions, 1, seed=1)) == 1
