@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,6 +82,43 @@ def test_fast_tokenizer_windows_equal_transformers(tokenizer, hf_tokenizer):
         assert all(a.sequence_ids(i) == b.sequence_ids(i) for i in range(len(a["input_ids"])))
     assert rm.question_prefix(hf_tokenizer, questions[1]) == rm.question_prefix(tokenizer, questions[1])
     assert tokenizer.pad_token_id == hf_tokenizer.pad_token_id
+
+
+def test_windows_cover_a_long_passage_with_overlap(tokenizer):
+    """Every character of a long passage is in some window, and consecutive windows share
+    ``stride`` tokens (tokenizers 0.23.1/0.23.2 stopped after one short overflow window)."""
+    passage = " ".join(f"w{i}" for i in range(400))
+    config = rm.WindowConfig(max_length=64, stride=16)
+    enc = rm.encode_windows(tokenizer, ["Which word?"], [passage], config)
+    spans = []
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        spans.append([o for o, s in zip(offsets, enc.sequence_ids(i), strict=True) if s == 1])
+    assert len(spans) > 5 and spans[0][0][0] == 0 and spans[-1][-1][1] == len(passage)
+    for a, b in zip(spans, spans[1:]):
+        assert [tuple(o) for o in a[-config.stride :]] == [tuple(o) for o in b[: config.stride]]
+
+
+def test_a_tokenizer_cutting_windows_short_is_refused(tokenizer, monkeypatch):
+    """A tokenizers whose overflow stops short (huggingface/tokenizers#2091) fails loudly, naming
+    its version, instead of reading only the start of long passages."""
+    import tokenizers
+
+    real = tokenizer._tok
+
+    class ShortOverflow:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def encode_batch(self, pairs, add_special_tokens=True):
+            return [SimpleNamespace(ids=e.ids, type_ids=e.type_ids, offsets=e.offsets,
+                                    sequence_ids=e.sequence_ids, overflowing=e.overflowing[:1])
+                    for e in real.encode_batch(pairs, add_special_tokens=add_special_tokens)]  # fmt: skip
+
+    monkeypatch.setattr(tokenizer, "_tok", ShortOverflow())
+    with pytest.raises(RuntimeError, match=rf"tokenizers {re.escape(tokenizers.__version__)} cuts .* short"):
+        tokenizer._check_windows()
+    monkeypatch.setattr(tokenizer, "_tok", real)
+    tokenizer._check_windows()  # the installed one is fine
 
 
 def model_string(intercept: float, **weights: float) -> str:

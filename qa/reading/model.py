@@ -99,6 +99,29 @@ class FastTokenizer:
         self._tok.no_truncation()
         self.pad_token_id = self._tok.token_to_id("[PAD]")
         self._lock = threading.Lock()  # truncation is a setting of the shared Rust object
+        self._check_windows()
+
+    def _check_windows(self) -> None:
+        """Refuse a ``tokenizers`` whose windows stop short of a long passage's end. 0.23.1 and
+        0.23.2 stop tokenizing at ``max_length`` when truncating, so ``overflowing`` holds one
+        short window or none (huggingface/tokenizers#2091): answering would never read the tail
+        of a passage, and training would lose the answers there (the GPU image's 0.23.2 cut SQuAD
+        train into 108,179 windows against 111,915), all silently."""
+        passage = " ".join(["word"] * 60)
+        windows = self(["question"], [passage], max_length=16, stride=4, return_overflowing_tokens=True)
+        last = len(windows["input_ids"]) - 1
+        ends = [
+            o[1] for o, s in zip(windows["offset_mapping"][last], windows.sequence_ids(last), strict=True) if s == 1
+        ]
+        if not ends or max(ends) != len(passage):
+            import tokenizers
+
+            raise RuntimeError(
+                f"tokenizers {tokenizers.__version__} cuts a long passage's reading windows short "
+                f"(the last ends at character {max(ends, default=0)} of {len(passage)}; "
+                "huggingface/tokenizers#2091, versions 0.23.1 and 0.23.2): install another, "
+                "e.g. pip install 'tokenizers>=0.23.3'"
+            )
 
     def __call__(self, text, text_pair=None, *, add_special_tokens=True, truncation=False, max_length=None,
                  stride=0, return_overflowing_tokens=False, return_offsets_mapping=False, padding=False):  # fmt: skip

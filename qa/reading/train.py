@@ -445,9 +445,9 @@ def main(args: argparse.Namespace) -> int:
     precision = args.precision if args.precision != "auto" else ("bf16" if _bf16_ok(device) else "fp32")
     torch.manual_seed(args.seed)
     config = rm.WindowConfig(max_length=args.max_length, stride=args.stride)
-    # the windows the reader answers with, cut by ``tokenizers`` alone: a machine with another
-    # transformers (the GPU image's 5.17 made 108,179 windows of the pairs where 5.25 makes 111,915)
-    # still trains on them
+    # the windows the reader answers with, cut by ``tokenizers`` alone; FastTokenizer refuses a
+    # tokenizers that cuts long passages short (the GPU image's 0.23.2 made 108,179 windows of the
+    # pairs where 0.23.3 makes 111,915: huggingface/tokenizers#2091)
     tokenizer = rm.FastTokenizer(args.base_model)
 
     plan = load_plan(args)
