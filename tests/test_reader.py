@@ -94,7 +94,7 @@ def test_windows_cover_a_long_passage_with_overlap(tokenizer):
     for i, offsets in enumerate(enc["offset_mapping"]):
         spans.append([o for o, s in zip(offsets, enc.sequence_ids(i), strict=True) if s == 1])
     assert len(spans) > 5 and spans[0][0][0] == 0 and spans[-1][-1][1] == len(passage)
-    for a, b in zip(spans, spans[1:]):
+    for a, b in zip(spans, spans[1:], strict=False):
         assert [tuple(o) for o in a[-config.stride :]] == [tuple(o) for o in b[: config.stride]]
 
 
