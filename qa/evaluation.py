@@ -215,6 +215,40 @@ class SquadQuestion:
     article: int
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """A question asked as a follow-up: its article's title turned into "it"/"its" (``asked``),
+    after ``first``, another question of the same article that names the title."""
+
+    first: SquadQuestion
+    question: SquadQuestion
+    asked: str
+
+
+def pronoun_follow_ups(questions: Sequence[SquadQuestion], seed: int, in_corpus_only: bool = True) -> list[FollowUp]:
+    """Every question that names its article's title (from its file name, as "Dell" in
+    ``03_Dell.txt``), as a follow-up after another such question of its article, drawn with
+    ``seed``; shuffled. With ``in_corpus_only=False`` the out-of-corpus articles' questions too
+    (follow-ups the system should refuse)."""
+    rng = random.Random(seed)
+    by_source: dict[str, list[SquadQuestion]] = {}
+    for q in questions:
+        if q.in_corpus or not in_corpus_only:
+            by_source.setdefault(q.source, []).append(q)
+    out = []
+    for source in sorted(by_source):
+        title = source.split("_", 1)[1].rsplit(".", 1)[0].replace("_", " ")
+        name = re.compile(r"\b(?:the )?" + re.escape(title) + r"\b('s)?", re.IGNORECASE)
+        named = [q for q in by_source[source] if name.search(q.question)]
+        for q in named:
+            others = [x for x in named if x is not q]
+            if others:
+                asked = name.sub(lambda m: "its" if m.group(1) else "it", q.question, count=1)
+                out.append(FollowUp(rng.choice(others), q, asked))
+    rng.shuffle(out)
+    return out
+
+
 def squad_articles(data: dict[str, Any]) -> tuple[dict[str, str], list[SquadQuestion]]:
     """(file name -> text for the in-corpus articles, every question) per the protocol."""
     files: dict[str, str] = {}

@@ -166,11 +166,11 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-9.145,0.003161,0.09322,0.1176,-0.0817,7.865,-0.2397,0.3731,-0.4251,-2.069,6.084",
+        "-9.145,0.003161,0.09322,0.1176,-0.0817,7.865,-0.2397,0.3731,-0.4251,-2.069,6.084,0",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage, the best passage's "
-        "retrieval score.",
+        "retrieval score, 1 for a follow-up read with its rewrite from the history.",
     )
     reader_abstain_threshold: float = _s(0.85, "Trained reader: abstain when its confidence is below this.")
 
@@ -284,7 +284,7 @@ DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.abstain_features)
 READERS = ("trained", "picker")
 READER_BACKENDS = ("auto", "onnx", "torch")
-READER_ABSTAIN_FEATURES = 10  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
+READER_ABSTAIN_FEATURES = 11  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
 READER_RANK_FEATURES = 13  # what the trained reader's choice among its guesses weighs (reading.trained.rank_features)
 _PATHS = ("corpus_dir", "index_dir", "model_path", "reader_weights", "milvus_uri")  # checked for NUL at creation
 # The least each integer setting may be; every other integer setting must be at least 0.

@@ -9,14 +9,14 @@ in full; as a follow-up, the title turned into "it"/"its", after a first turn (a
 the same article that names the title, and the answer the system gave it) as ``history``; and in
 that pronoun form without history. Printed per way: the share answered and the share right (the
 benchmark's answer accuracy: a gold answer in the answer text and a citation of its article).
-``--threshold -1`` never refuses, which separates refusals from wrong answers.
+``--threshold -1`` never refuses, which separates refusals from wrong answers. Only the articles
+of ``calibrate.BENCH_FOLD`` are asked about: ``calibrate-reader`` fits its models on follow-ups
+too, never of those articles (``--all-articles``: every held-out article, as before it did).
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import re
 import sys
 from pathlib import Path
 
@@ -25,26 +25,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def follow_ups(questions, n: int, seed: int) -> list[tuple]:
+def follow_ups(questions, n: int, seed: int, fold: int | None = None) -> list[tuple]:
     """(first turn, asked question, its pronoun form) for up to ``n`` in-corpus questions naming
-    their article's title, the first turn drawn from the same article's."""
-    rng = random.Random(seed)
-    by_source: dict[str, list] = {}
-    for q in questions:
-        if q.in_corpus:
-            by_source.setdefault(q.source, []).append(q)
-    out = []
-    for source in sorted(by_source):
-        title = source.split("_", 1)[1].rsplit(".", 1)[0].replace("_", " ")
-        name = re.compile(r"\b(?:the )?" + re.escape(title) + r"\b('s)?", re.IGNORECASE)
-        named = [q for q in by_source[source] if name.search(q.question)]
-        for q in named:
-            others = [x for x in named if x is not q]
-            if others:
-                pronoun = name.sub(lambda m: "its" if m.group(1) else "it", q.question, count=1)
-                out.append((rng.choice(others), q, pronoun))
-    rng.shuffle(out)
-    return out[:n]
+    their article's title, the first turn drawn from the same article's; with ``fold``, only of
+    the articles of that calibration fold."""
+    from qa.evaluation import pronoun_follow_ups
+    from qa.reading.calibrate import _fold
+
+    asked = [f for f in pronoun_follow_ups(questions, seed) if fold is None or _fold(f.question) == fold]
+    return [(f.first, f.question, f.asked) for f in asked[:n]]
 
 
 def main() -> int:
@@ -58,6 +47,9 @@ def main() -> int:
     ap.add_argument("--reader", choices=("trained", "picker"), default="trained")
     ap.add_argument("--threshold", type=float, default=None, help="the reader's abstention threshold")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--all-articles", action="store_true", help="every held-out article, also those calibration asks follow-ups of"
+    )
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qa-eval")
     args = ap.parse_args()
 
@@ -68,7 +60,9 @@ def main() -> int:
         settings = settings.replace(**{key: args.threshold})
     engine = Engine(settings, embedder=held.embedder)
     engine._index = held.index
-    asked = follow_ups(questions, args.questions, args.seed)
+    from qa.reading.calibrate import BENCH_FOLD
+
+    asked = follow_ups(questions, args.questions, args.seed, None if args.all_articles else BENCH_FOLD)
     tally = {"in full": [0, 0], "follow-up": [0, 0], "pronoun, no history": [0, 0]}
     for first, q, pronoun in asked:
         said = engine.answer(first.question).text
@@ -81,7 +75,8 @@ def main() -> int:
             tally[way][0] += not answer.abstained
             tally[way][1] += squad_correct(answer, q)
     n = max(1, len(asked))
-    print(f"{len(asked)} questions, reader {args.reader}, threshold {args.threshold}")
+    where = "every held-out article" if args.all_articles else f"the articles of calibration fold {BENCH_FOLD}"
+    print(f"{len(asked)} questions on {where}, reader {args.reader}, threshold {args.threshold}")
     for way, (answered, right) in tally.items():
         print(f"{way:20s} answered {answered / n:.3f}  right {right / n:.3f}")
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import qa
-from qa import evaluation, lexical, ui
+from qa import answering, evaluation, lexical, ui
 from qa.errors import IndexCorruptError, InputError, ModelError
 from qa.protocols import Reader
 from qa.reading import model as rm
@@ -123,7 +123,7 @@ def test_a_tokenizer_cutting_windows_short_is_refused(tokenizer, monkeypatch):
 
 def model_string(intercept: float, **weights: float) -> str:
     """A reader_abstain_model string: the intercept, then the named feature weights (others 0)."""
-    names = ["score", "vs_window", "vs_min", "margin", "dense", "bm25", "known", "cap", "rank", "passage"]
+    names = ["score", "vs_window", "vs_min", "margin", "dense", "bm25", "known", "cap", "rank", "passage", "follow_up"]
     assert set(weights) <= set(names)
     return ",".join(str(x) for x in [intercept, *(weights.get(n, 0.0) for n in names)])
 
@@ -547,7 +547,8 @@ def test_abstain_features_in_settings_order():
     reading = Reading([g, same_text, runner], [1.0, 3.0])
     feats = abstain_features(reading, g, [other, PASSAGE], known=0.75, cap_unknown=0.25)
     assert len(feats) == ABSTAIN_FEATURES == READER_ABSTAIN_FEATURES
-    assert feats == pytest.approx([6.0, 4.0, 5.0, 1.5, 0.9, math.log1p(4.0), 0.75, 0.25, 0.5, 2.5])
+    assert feats == pytest.approx([6.0, 4.0, 5.0, 1.5, 0.9, math.log1p(4.0), 0.75, 0.25, 0.5, 2.5, 0.0])
+    assert abstain_features(reading, g, [other, PASSAGE], 0.75, 0.25, follow_up=True)[-1] == 1.0
     # no runner-up: the margin is capped at 10
     assert abstain_features(Reading([g], [1.0]), g, [PASSAGE], 1.0, 0.0)[3] == pytest.approx(10.0)
     assert len(Settings().reader_abstain_model.split(",")) == ABSTAIN_FEATURES + 1
@@ -694,6 +695,27 @@ def corpus_text(engine, source: str) -> str:
 QUESTIONS = ["Who plays Irving in Severance?", "Who directed Severance?", "Who plays Mark?"]
 
 
+def test_a_follow_up_read_with_its_rewrite_is_flagged_to_the_confidence_model(make_engine, seed_corpus):
+    """The confidence model's last signal is 1 for a question read with its rewrite from the
+    history, 0 otherwise; with a weight on it, the same reading gets another confidence."""
+    from qa.retrieval import search
+
+    flagged = model_string(-1.0, follow_up=3.0)
+    engine = make_engine(seed_corpus, reader="trained", reader_abstain_model=flagged, reader_abstain_threshold=-1.0)
+    reader = engine.reader("trained")
+    reader.spans = FakeSpanReader()
+    history = [{"role": "user", "content": "Who plays Irving?"}, {"role": "assistant", "content": "John Turturro [1]"}]
+    asked = "How old is he?"
+    query = answering.rewrite_query(asked, history, engine.settings.history_turns)
+    assert query != asked
+    hits = search(engine.index, engine.embedder, engine.settings, asked, 5, also=(query,))
+    follow, f_feats = reader.read_with_features(asked, hits, engine.index, query)
+    alone, a_feats = reader.read_with_features(asked, hits, engine.index, asked)
+    assert f_feats[-1] == 1.0 and a_feats[-1] == 0.0
+    assert follow.confidence == pytest.approx(1 / (1 + math.exp(-2.0)), abs=1e-3)
+    assert alone.confidence == pytest.approx(1 / (1 + math.exp(1.0)), abs=1e-3)
+
+
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_engine_answers_with_the_trained_reader(trained_engine, question):
     engine, fake = trained_engine
@@ -783,8 +805,8 @@ def test_unknown_reader_name_is_an_input_error(trained_engine):
         ({"reader": ""}, "reader"),
         ({"reader_abstain_model": "1,2,3"}, "1,2,3"),
         ({"reader_abstain_model": "a,b,c,d,e,f,g,h,i,j"}, "a,b,c"),
-        ({"reader_abstain_model": "nan,0,0,0,0,0,0,0,0,0"}, "nan"),
-        ({"reader_abstain_model": ",".join(["0"] * 12)}, "reader_abstain_model"),  # one too many
+        ({"reader_abstain_model": "nan,0,0,0,0,0,0,0,0,0,0,0"}, "nan"),
+        ({"reader_abstain_model": ",".join(["0"] * 13)}, "reader_abstain_model"),  # one too many
         ({"reader_abstain_threshold": float("inf")}, "reader_abstain_threshold"),
         ({"reader_backend": "cuda"}, "cuda"),
         ({"reader_rank_model": "1,2"}, "1,2"),
@@ -995,6 +1017,57 @@ def make_questions(n_articles: int = 12) -> list[train.Question]:
         for a in range(n_articles)
         for i in range(3)
     ]
+
+
+def test_calibration_follow_ups_skip_the_bench_fold_and_keep_out_of_corpus_ones():
+    """calibrate-reader's follow-ups: in and out of corpus, never of an article of the fold that
+    tests/followupbench.py measures on, at most the number asked for, each part one corpus."""
+    from qa.evaluation import SquadQuestion
+    from qa.reading.calibrate import BENCH_FOLD, FOLLOW_UPS, _fold, _follow_up_parts
+
+    questions = [
+        SquadQuestion(f"{a}-{i}", f"What did T{a} do in year {i}?", f"{a:02d}_T{a}.txt", ("x",), (0,), a % 6 != 0, a)
+        for a in range(30)
+        for i in range(3)
+    ]
+    engine = object()
+    parts = _follow_up_parts("all", [(engine, questions)], 1000, seed=3)
+    assert [(name, e) for name, e, _ in parts] == [("all" + FOLLOW_UPS, engine)]
+    asked = parts[0][2]
+    folds = {_fold(f.question) for f in asked}
+    assert BENCH_FOLD not in folds and len(folds) >= 2
+    assert {f.question.in_corpus for f in asked} == {True, False}
+    assert all(f.asked.startswith("What did it do") and f.first.source == f.question.source for f in asked)
+    assert len(_follow_up_parts("all", [(engine, questions)], 5, seed=3)[0][2]) == 5
+    assert _follow_up_parts("all", [(engine, questions)], 0, seed=3) == []
+
+
+def test_calibration_reads_a_follow_up_with_its_rewrite_after_a_first_turn(make_engine, seed_corpus, monkeypatch):
+    """A follow-up is read as the chat reads it: the first turn answered, then the pronoun form
+    retrieved and read with its rewrite (which names the first turn's question)."""
+    from qa.evaluation import FollowUp, SquadQuestion
+    from qa.reading import calibrate, trained
+
+    engine = make_engine(seed_corpus, reader="trained", reader_abstain_model=SURE)
+    fake = FakeSpanReader()
+    calls = []
+
+    def read(question, passages, top=5):
+        calls.append(question)
+        return FakeSpanReader.read(fake, question, passages, top)
+
+    fake.read = read
+    monkeypatch.setattr(trained, "SpanReader", lambda *a, **k: fake)
+    source = sorted(p.name for p in seed_corpus.iterdir())[0]
+    full = SquadQuestion("a", "Who plays Mark in Severance?", source, ("Adam Scott",), (0,), True, 0)
+    first = SquadQuestion("b", "Who created Severance?", source, ("Dan Erickson",), (0,), True, 0)
+    follow = FollowUp(first, full, "Who plays Mark in it?")
+    items, latencies = calibrate._read_all([("all", engine, [full]), ("all" + calibrate.FOLLOW_UPS, engine, [follow])])
+    assert len(items) == 2 and len(latencies) == 2
+    assert items[0].asked == items[0].query == full.question
+    assert items[1].question is full and items[1].asked == "Who plays Mark in it?"
+    assert items[1].query.startswith("Who plays Mark in it? (Who created Severance?")
+    assert calls == [full.question, first.question, items[1].query]
 
 
 def test_small_calibration_corpora_keep_the_protocols_split():
@@ -1371,7 +1444,7 @@ def test_rank_model_is_fitted_to_choose_the_guess_whose_quote_answers(make_engin
                     SpanGuess(rank, p.start + at, p.start + at + len(name), name, 4.0 - rank, 0.0),
                 ]
             if guesses:
-                items.append(_Read("all", engine, q, hits, Reading(guesses, [0.0] * 5), None))
+                items.append(_Read("all", engine, q, hits, Reading(guesses, [0.0] * 5), None, q.question, q.question))
     assert len({it.question.source for it in items}) == 3 and len(items) >= 20
     model, ranking = fit_rank_model(items, folds=3)
     assert Settings(reader_rank_model=model).reader_rank_model == model  # a valid setting
@@ -1404,3 +1477,8 @@ def test_followupbench_turns_the_title_into_a_pronoun_after_a_first_turn_on_the_
         ("q1", "q0", "Where is its Tennessee facility?"),
     ]
     assert len(follow_ups(questions, 1, seed=1)) == 1
+    from qa.reading.calibrate import FOLDS, _fold
+
+    dell = _fold(questions[0])  # only the articles of one calibration fold
+    assert follow_ups(questions, 10, seed=1, fold=dell) == asked
+    assert follow_ups(questions, 10, seed=1, fold=(dell + 1) % FOLDS) == []

@@ -27,6 +27,7 @@ picker's nine signals (``answering.abstain_features``) are fitted the same way, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -40,6 +41,8 @@ from .train import DEFAULT_DATA, load_squad_train, split_articles
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 REFUSE_AT_LEAST = 0.92  # the rule: the lowest threshold refusing this share out of fold in every kind of corpus
 FOLDS = 5
+BENCH_FOLD = 0  # articles (by _fold) whose follow-ups calibration never asks: tests/followupbench.py's
+FOLLOW_UPS = ", follow-ups"  # suffix of the parts holding follow-ups (left out of the threshold rule)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,6 +61,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="draw half the questions from small corpora of N held-out articles each "
         "(a folder of a few articles, as the product is used), 1 to 5; 0: only the one corpus of all of them",
+    )
+    p.add_argument(
+        "--follow-ups",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also ask N questions as follow-ups, in and out of corpus: the article's title turned into "
+        "it/its, after a first turn on the same article, as a chat asks them (half in the small corpora); "
+        f"never of the articles of fold {BENCH_FOLD}, which tests/followupbench.py measures on (default 0: none; "
+        "800 measured: in-full refusal out of fold fell, see the README)",
     )
 
 
@@ -91,28 +104,58 @@ def small_corpora(held: dict, size: int) -> list[dict]:
 
 def _engines(args: argparse.Namespace, engine, work: Path, held: dict, card: dict):
     """[(name, engine, sampled questions)]: the one corpus of all held-out articles, and (with
-    ``--small-corpora``) the small corpora, which share half of the sample."""
+    ``--small-corpora``) the small corpora, which share half of the sample; with ``--follow-ups``,
+    parts named ``<corpus>, follow-ups`` holding ``FollowUp``s instead of questions."""
     from ..evaluation import sample_questions, squad_engine
 
     squad_path = work / f"heldout-seed{card.get('seed')}.json"
     squad_path.write_text(json.dumps(held), encoding="utf-8")
     big, questions, _ = squad_engine(squad_path, work, engine)
+    n_follow = getattr(args, "follow_ups", 0)
     if not args.small_corpora:
-        return [("all", big, sample_questions(questions, args.questions, args.seed))]
+        out = [("all", big, sample_questions(questions, args.questions, args.seed))]
+        return out + _follow_up_parts("all", [(big, questions)], n_follow, args.seed)
     out = [("all", big, sample_questions(questions, args.questions - args.questions // 2, args.seed))]
-    pool = []
+    pool, corpora = [], []
     for g, data in enumerate(small_corpora(held, args.small_corpora)):
         path = work / f"heldout-seed{card.get('seed')}-small{args.small_corpora}-{g}.json"
         path.write_text(json.dumps(data), encoding="utf-8")
         small, qs, _ = squad_engine(path, work / f"small{args.small_corpora}", engine)
         pool += [(small, q) for q in qs]
+        corpora.append((small, qs))
     picked = sample_questions(list(range(len(pool))), args.questions // 2, args.seed)
     by_engine: dict[int, tuple] = {}
     for i in picked:
         e, q = pool[i]
         by_engine.setdefault(id(e), (e, []))[1].append(q)
     out += [(f"small{args.small_corpora}", e, qs) for e, qs in by_engine.values()]
+    out += _follow_up_parts("all", [(big, questions)], n_follow - n_follow // 2, args.seed)
+    out += _follow_up_parts(f"small{args.small_corpora}", corpora, n_follow // 2, args.seed)
     return out
+
+
+def _follow_up_parts(name: str, corpora: list[tuple], n: int, seed: int) -> list[tuple]:
+    """Up to ``n`` follow-ups (``pronoun_follow_ups``, in and out of corpus) drawn from these
+    corpora's questions, none of an article of ``BENCH_FOLD``: [(name + FOLLOW_UPS, engine,
+    follow-ups)], one part per corpus that got any."""
+    import random
+
+    from ..evaluation import pronoun_follow_ups
+
+    if n <= 0:
+        return []
+    pool = [
+        (e, f)
+        for e, qs in corpora
+        for f in pronoun_follow_ups(qs, seed, in_corpus_only=False)
+        if _fold(f.question) != BENCH_FOLD
+    ]
+    picked = sorted(random.Random(seed).sample(range(len(pool)), min(n, len(pool))))
+    by_engine: dict[int, tuple] = {}
+    for i in picked:
+        e, f = pool[i]
+        by_engine.setdefault(id(e), (e, []))[1].append(f)
+    return [(name + FOLLOW_UPS, e, fs) for e, fs in by_engine.values()]
 
 
 def main(args: argparse.Namespace, engine) -> int:
@@ -148,7 +191,7 @@ def fit_and_report(items: list[_Read], latencies: list[float], parts, engine, ou
         settings = it.engine.settings.replace(reader_abstain_threshold=-1.0, reader_rank_model=rank_model)
         reader = readers.setdefault(id(it.engine), TrainedReader(settings, it.spans))  # always answers
         q = it.question
-        answer, feats = reader.answer_reading(q.question, it.reading, it.hits, it.engine.index, q.question)
+        answer, feats = reader.answer_reading(it.asked, it.reading, it.hits, it.engine.index, it.query)
         if q.in_corpus:
             em, f1 = squad_em_f1(answer.span.text, q.answers) if answer.span else (0.0, 0.0)
             ems.append(em)
@@ -176,7 +219,7 @@ def fit_and_report(items: list[_Read], latencies: list[float], parts, engine, ou
     by_part_oof = {
         name: _rows(oof[parts_ == name], y_[parts_ == name], ok_[parts_ == name]) for name in dict.fromkeys(part_of)
     }
-    suggested = suggest_threshold(by_part_oof)
+    suggested = suggest_threshold({k: v for k, v in by_part_oof.items() if not k.endswith(FOLLOW_UPS)})
     spans = items[0].spans if items else None
     report = {
         "reader_rank_model": rank_model,
@@ -237,7 +280,7 @@ def fit_and_report(items: list[_Read], latencies: list[float], parts, engine, ou
     return 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Read:
     """One calibration question, retrieved and read once (the network's guesses in its own order)."""
 
@@ -247,6 +290,8 @@ class _Read:
     hits: object
     reading: object
     spans: object
+    asked: str  # the question as asked (a follow-up: its pronoun form)
+    query: str  # what retrieval and the network read: ``asked``, or a follow-up's rewrite with its history
 
 
 def _read_all(parts) -> tuple[list[_Read], list[float]]:
@@ -254,8 +299,10 @@ def _read_all(parts) -> tuple[list[_Read], list[float]]:
     seconds each took."""
     from tqdm.auto import tqdm
 
+    from ..answering import rewrite_query
+    from ..evaluation import FollowUp
     from ..retrieval import search
-    from .trained import GUESSES, SpanReader
+    from .trained import GUESSES, SpanReader, TrainedReader
 
     items, latencies = [], []
     spans = None
@@ -267,11 +314,19 @@ def _read_all(parts) -> tuple[list[_Read], list[float]]:
         )
         for q in sample:
             bar.update(1)
+            asked = query = q.question
+            if isinstance(q, FollowUp):  # the first turn answered as the chat would, then the follow-up
+                first = q.first.question
+                hits = search(sq_engine.index, sq_engine.embedder, s, first, 5)
+                said = TrainedReader(s, spans).read(first, hits, sq_engine.index, first).text
+                history = [{"role": "user", "content": first}, {"role": "assistant", "content": said}]
+                asked, q = q.asked, q.question
+                query = rewrite_query(asked, history, s.history_turns, s.max_question_chars)
             t = time.perf_counter()
-            hits = search(sq_engine.index, sq_engine.embedder, s, q.question, 5)
-            reading = spans.read(q.question, list(hits.passages), top=GUESSES)
+            hits = search(sq_engine.index, sq_engine.embedder, s, asked, 5, also=(query,))
+            reading = spans.read(query, list(hits.passages), top=GUESSES)
             latencies.append(time.perf_counter() - t)
-            items.append(_Read(name, sq_engine, q, hits, reading, spans))
+            items.append(_Read(name, sq_engine, q, hits, reading, spans, asked, query))
     bar.close()
     return items, latencies
 
@@ -285,7 +340,7 @@ def _guess_rows(it: _Read) -> tuple[list[list[float]], list[dict]]:
 
     index, settings, q = it.engine.index, it.engine.settings, it.question
     passages = list(it.hits.passages)
-    features = passage_sentence_features(it.hits, index, q.question, settings)
+    features = passage_sentence_features(it.hits, index, it.query, settings)
     # every guess's features (the softmax share and best score are over all of them, as when
     # answering), then only the quotable ones, which an answer can be built on
     every = rank_features(it.reading, passages, features)
@@ -337,11 +392,11 @@ def fit_rank_model(items: list[_Read], folds: int = 5) -> tuple[str, dict]:
 
         if theta is None:  # span score + reader_w_passage, as without a rank model
             reader = TrainedReader(it.engine.settings.replace(reader_rank_model=""), it.spans)
-            order = reader.order(it.reading, it.hits, it.engine.index, it.question.question)
+            order = reader.order(it.reading, it.hits, it.engine.index, it.query)
         else:
             model = ",".join(repr(float(v)) for v in theta)
             order = rank_order(it.reading, list(it.hits.passages), _passage_features(it), model)
-        ordered = _Read(it.part, it.engine, it.question, it.hits, order, it.spans)
+        ordered = dataclasses.replace(it, reading=order)
         _, labels = _guess_rows(ordered)
         return labels[0] if labels else {"accuracy": 0.0, "EM": 0.0, "F1": 0.0}
 
@@ -401,7 +456,7 @@ def suggest_threshold(by_part: dict[str, list[dict]]) -> float | None:
 def _passage_features(it: _Read) -> list[list]:
     from .trained import passage_sentence_features
 
-    return passage_sentence_features(it.hits, it.engine.index, it.question.question, it.engine.settings)
+    return passage_sentence_features(it.hits, it.engine.index, it.query, it.engine.settings)
 
 
 def _rows(prob, y, ok) -> list[dict]:

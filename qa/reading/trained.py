@@ -309,9 +309,16 @@ def _fit_around(passage: Passage, quote: Span, guess: SpanGuess, max_chars: int)
 
 
 def abstain_features(
-    reading: Reading, guess: SpanGuess, passages: Sequence[Passage], known: float, cap_unknown: float
+    reading: Reading,
+    guess: SpanGuess,
+    passages: Sequence[Passage],
+    known: float,
+    cap_unknown: float,
+    follow_up: bool = False,
 ) -> list[float]:
-    """What the reader's confidence model weighs, in the order of ``Settings.reader_abstain_model``."""
+    """What the reader's confidence model weighs, in the order of ``Settings.reader_abstain_model``.
+    ``follow_up``: the question was read with a rewrite from the history (its pronoun form alone
+    knows fewer words and retrieves with less certainty than the same question asked in full)."""
     top_dense = max((p.dense_score or 0.0) for p in passages)
     top_bm25 = max((p.bm25_score or 0.0) for p in passages)
     min_null = min(reading.no_answer) if reading.no_answer else 0.0
@@ -327,10 +334,11 @@ def abstain_features(
         cap_unknown,
         guess.rank / max(1, len(passages)),
         max(p.score for p in passages),
+        1.0 if follow_up else 0.0,
     ]
 
 
-ABSTAIN_FEATURES = 10  # must match Settings.reader_abstain_model (see settings.READER_ABSTAIN_FEATURES)
+ABSTAIN_FEATURES = 11  # must match Settings.reader_abstain_model (see settings.READER_ABSTAIN_FEATURES)
 
 
 # ---------------------------------------------------------------- choosing among the guesses
@@ -426,9 +434,11 @@ def answer_from_reading(
     known: float,
     cap_unknown: float,
     documents: dict | None = None,
+    follow_up: bool = False,
 ) -> tuple[Answer, list[float]]:
     """The Answer built around the best quotable span guess, and the confidence features used.
-    ``sentences_of(passage)`` gives the passage's sentence spans (file offsets, in order)."""
+    ``sentences_of(passage)`` gives the passage's sentence spans (file offsets, in order);
+    ``follow_up``: the query is the question's rewrite with its history."""
     passages = list(passages)
     quotes = _quotes(reading, passages, sentences_of, settings)
     chosen = next(quotes, None)
@@ -437,7 +447,7 @@ def answer_from_reading(
         conf = 0.0
     else:
         i, guess, p, quote = chosen
-        feats = abstain_features(reading, guess, passages, known, cap_unknown)
+        feats = abstain_features(reading, guess, passages, known, cap_unknown, follow_up)
         conf = confidence(feats, settings)
         if conf >= settings.reader_abstain_threshold:
             quoted = [(p, quote)]
@@ -567,6 +577,7 @@ class TrainedReader:
             known,
             cap_unknown,
             index.documents,
+            follow_up=bool(query) and query != question,
         )
 
     def order(self, reading: Reading, hits, index, question: str) -> Reading:
