@@ -111,7 +111,7 @@ def _engines(args: argparse.Namespace, engine, work: Path, held: dict, card: dic
     squad_path = work / f"heldout-seed{card.get('seed')}.json"
     squad_path.write_text(json.dumps(held), encoding="utf-8")
     big, questions, _ = squad_engine(squad_path, work, engine)
-    n_follow = getattr(args, "follow_ups", 0)
+    n_follow = args.follow_ups
     if not args.small_corpora:
         out = [("all", big, sample_questions(questions, args.questions, args.seed))]
         return out + _follow_up_parts("all", [(big, questions)], n_follow, args.seed)
@@ -124,11 +124,7 @@ def _engines(args: argparse.Namespace, engine, work: Path, held: dict, card: dic
         pool += [(small, q) for q in qs]
         corpora.append((small, qs))
     picked = sample_questions(list(range(len(pool))), args.questions // 2, args.seed)
-    by_engine: dict[int, tuple] = {}
-    for i in picked:
-        e, q = pool[i]
-        by_engine.setdefault(id(e), (e, []))[1].append(q)
-    out += [(f"small{args.small_corpora}", e, qs) for e, qs in by_engine.values()]
+    out += _by_engine(f"small{args.small_corpora}", [pool[i] for i in picked])
     out += _follow_up_parts("all", [(big, questions)], n_follow - n_follow // 2, args.seed)
     out += _follow_up_parts(f"small{args.small_corpora}", corpora, n_follow // 2, args.seed)
     return out
@@ -151,11 +147,15 @@ def _follow_up_parts(name: str, corpora: list[tuple], n: int, seed: int) -> list
         if _fold(f.question) != BENCH_FOLD
     ]
     picked = sorted(random.Random(seed).sample(range(len(pool)), min(n, len(pool))))
+    return _by_engine(name + FOLLOW_UPS, [pool[i] for i in picked])
+
+
+def _by_engine(name: str, drawn: list[tuple]) -> list[tuple]:
+    """[(name, engine, its items)] from (engine, item) pairs, one part per engine, in order."""
     by_engine: dict[int, tuple] = {}
-    for i in picked:
-        e, f = pool[i]
-        by_engine.setdefault(id(e), (e, []))[1].append(f)
-    return [(name + FOLLOW_UPS, e, fs) for e, fs in by_engine.values()]
+    for e, item in drawn:
+        by_engine.setdefault(id(e), (e, []))[1].append(item)
+    return [(name, e, items) for e, items in by_engine.values()]
 
 
 def main(args: argparse.Namespace, engine) -> int:
@@ -312,13 +312,14 @@ def _read_all(parts) -> tuple[list[_Read], list[float]]:
         spans = spans or SpanReader(
             s.reader_weights or None, s.model_path or None, s.reader_backend, s.reader_window_tokens, s.reader_threads
         )
+        first_turns = TrainedReader(s, spans)
         for q in sample:
             bar.update(1)
             asked = query = q.question
             if isinstance(q, FollowUp):  # the first turn answered as the chat would, then the follow-up
                 first = q.first.question
                 hits = search(sq_engine.index, sq_engine.embedder, s, first, 5)
-                said = TrainedReader(s, spans).read(first, hits, sq_engine.index, first).text
+                said = first_turns.read(first, hits, sq_engine.index, first).text
                 history = [{"role": "user", "content": first}, {"role": "assistant", "content": said}]
                 asked, q = q.asked, q.question
                 query = rewrite_query(asked, history, s.history_turns, s.max_question_chars)
