@@ -1,4 +1,5 @@
-"""Command line: ``python -m qa index | ask | eval | bench | train-reader | calibrate-reader | export-embedder``.
+"""Command line: ``python -m qa index | ask | eval | bench | train-reader | calibrate-reader | fit-rerank |
+export-embedder``.
 
 Exit codes: 0 success (an abstention is a success), 1 a problem of the environment (bad corpus,
 unusable or corrupt index, missing model, an OS error, or any unexpected error), 2 bad usage or
@@ -174,6 +175,14 @@ def _parser() -> argparse.ArgumentParser:
     from .reading.calibrate import add_arguments as calibrate_arguments
 
     calibrate_arguments(cal)
+
+    fit = sub.add_parser(
+        "fit-rerank",
+        help="fit the learned rerank of the fused results (rerank_model) on SQuAD train articles (prints it)",
+    )
+    from .rerank_fit import add_arguments as rerank_arguments
+
+    rerank_arguments(fit)
     return p
 
 
@@ -284,6 +293,10 @@ def _run(args: argparse.Namespace) -> int:
         from .reading.calibrate import main as calibrate_main
 
         return calibrate_main(args, eng)
+    if args.command == "fit-rerank":
+        from .rerank_fit import main as rerank_main
+
+        return rerank_main(args, eng)
     if args.command == "eval":
         from .evaluation import main as eval_main
 

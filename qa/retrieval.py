@@ -128,6 +128,52 @@ def search(
     return Hits(passages[:k], qvecs[0], lexical.tokenize(query), features)
 
 
+RERANK_FEATURES = 15  # must match Settings.rerank_model (see settings.RERANK_FEATURES)
+
+
+def rerank_features(
+    sentences: list, p: Passage, rank: int, depth: int, top_fused: float, top_bm25: float, settings: Settings
+) -> list[float]:
+    """What the learned rerank (``Settings.rerank_model``) weighs for one fused result, in its
+    order: the best quotable sentence's score (``sentence_score`` at ``w_rerank_type``) and that
+    sentence's cosine, question-term coverage, answer type, chunk coverage and focus; the best
+    cosine, coverage, type and focus of any quotable sentence; the chunk's cosine; its BM25 score
+    as a share of the best one's; its fused score as a share of the best one's; its fused rank as a
+    share of ``depth``; log(1 + its BM25 score). ``settings`` must already carry
+    ``w_type=w_rerank_type``."""
+    quotable = [f for f in sentences if f.quotable] or list(sentences)
+    if quotable:
+        best = max(quotable, key=lambda f: sentence_score(f, settings))
+        row = [
+            sentence_score(best, settings),
+            best.dense,
+            best.coverage,
+            best.typed,
+            best.context,
+            best.focus,
+            max(f.dense for f in quotable),
+            max(f.coverage for f in quotable),
+            max(f.typed for f in quotable),
+            max(f.focus for f in quotable),
+        ]
+    else:
+        row = [0.0] * 10
+    bm25 = p.bm25_score or 0.0
+    return [
+        *row,
+        p.dense_score or 0.0,
+        bm25 / top_bm25,
+        p.score / top_fused if top_fused else 0.0,
+        rank / max(1, depth),
+        float(np.log1p(bm25)),
+    ]
+
+
+def rerank_score(features: list[float], coef: list[float]) -> float:
+    """The learned rerank's score: ``coef`` is ``Settings.rerank_model`` parsed (intercept first)."""
+    return coef[0] + sum(c * x for c, x in zip(coef[1:], features, strict=True))
+
+
 def rerank(
     index: Index,
     passages: list[Passage],
@@ -136,24 +182,32 @@ def rerank(
     settings: Settings,
     features: dict[int, list] | None = None,
 ) -> list[Passage]:
-    """Order passages by their best sentence's score (answers live in sentences), plus the
-    chunk's cosine and its BM25 score relative to the best one (weights in Settings). The
-    sentence features computed on the way are stored in ``features`` (chunk row -> list)."""
+    """Order the fused results (best first) by the learned rerank model (``Settings.rerank_model``,
+    fitted by ``python -m qa fit-rerank`` on SQuAD train articles) over ``rerank_features``; with
+    the model empty, by the hand weights: the best sentence's score plus the chunk's cosine and its
+    BM25 score relative to the best one (``w_rerank_dense``, ``w_rerank_bm25``). The sentence
+    features computed on the way are stored in ``features`` (chunk row -> list)."""
     terms = question_terms(question)
     settings = settings.replace(w_type=settings.w_rerank_type)
     top_bm25 = max((p.bm25_score or 0.0) for p in passages) or 1.0
+    top_fused = max(p.score for p in passages)
+    coef = [float(x) for x in settings.rerank_model.split(",")] if settings.rerank_model else None
     scored = []
-    for p in passages:
+    for rank, p in enumerate(passages):
         all_feats = sentence_features(index, p.chunk_id, question, terms, question_vector, settings)
         if features is not None:
             features[p.chunk_id] = all_feats
-        feats = [f for f in all_feats if f.quotable]
-        best = max((sentence_score(f, settings) for f in feats), default=0.0)
-        score = (
-            best
-            + settings.w_rerank_dense * (p.dense_score or 0.0)
-            + settings.w_rerank_bm25 * (p.bm25_score or 0.0) / top_bm25
-        )
+        if coef is not None:
+            row = rerank_features(all_feats, p, rank, settings.rerank_depth, top_fused, top_bm25, settings)
+            score = rerank_score(row, coef)
+        else:
+            feats = [f for f in all_feats if f.quotable]
+            best = max((sentence_score(f, settings) for f in feats), default=0.0)
+            score = (
+                best
+                + settings.w_rerank_dense * (p.dense_score or 0.0)
+                + settings.w_rerank_bm25 * (p.bm25_score or 0.0) / top_bm25
+            )
         scored.append(dataclasses.replace(p, score=float(score)))
     scored.sort(key=lambda p: (-p.score, p.chunk_id))
     return scored

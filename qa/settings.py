@@ -91,9 +91,18 @@ class Settings:
     fusion: str = _s("rrf", "How dense and BM25 are combined: 'rrf' or 'weighted'.")
     rrf_k: int = _s(60, "Constant of reciprocal rank fusion.")
     dense_weight: float = _s(0.5, "Weight of the dense score in 'weighted' fusion (BM25 gets the rest).")
-    rerank_depth: int = _s(40, "Fused results reordered by their best sentence's score (0: no reranking).")
+    rerank_depth: int = _s(
+        40, "Fused results reordered by the rerank (rerank_model, or the hand weights; 0: no reranking)."
+    )
     w_rerank_dense: float = _s(0.6, "Rerank weight: cosine of question and chunk (added to the best sentence's score).")
     w_rerank_bm25: float = _s(0.25, "Rerank weight: the chunk's BM25 score as a share of the best one's.")
+    rerank_model: str = _s(
+        "-0.005832,0.2504,0.2527,0.1289,0.05796,0.203,-0.02254,0.2968,0.1599,0.0173,-0.02377,0.4327,0.07912,"
+        "0.03485,-0.01664,0.01076",
+        "Learned rerank of the fused results: intercept, then weights of the features listed at "
+        "`retrieval.rerank_features`, fitted by `python -m qa fit-rerank` on SQuAD train articles; "
+        "empty: the hand weights w_rerank_dense and w_rerank_bm25.",
+    )
     max_question_chars: int = _s(2000, "Longer questions are refused with a clear message.")
     max_k: int = _s(100, "Largest k accepted by retrieve and answer.")
     max_history_messages: int = _s(200, "Most messages in the history passed to answer (longer ones are refused).")
@@ -146,7 +155,7 @@ class Settings:
         6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
     reader_rank_model: str = _s(
-        "-0.04336,-0.2869,0.0973,4.426,-1.05,-1.07,0.4797,-0.1994,0.8666,-0.1572,-0.1454,-0.02202,0.4425,-1.011",
+        "0.05452,-0.2874,0.09536,4.546,-1.358,-0.9642,0.3288,-0.1178,0.9012,-0.1593,-0.1968,-0.02403,0.4444,-1.018",
         "Trained reader: how it chooses among its span guesses, a logistic model fitted by `python -m qa "
         "calibrate-reader` (intercept, then weights of the features listed at `reading.trained.rank_features`); "
         "empty: by span score plus `reader_w_passage`.",
@@ -166,7 +175,7 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-9.145,0.003161,0.09322,0.1176,-0.0817,7.865,-0.2397,0.3731,-0.4251,-2.069,6.084,0",
+        "-8.802,0.02666,0.07648,0.1156,-0.09139,7.307,-0.3375,0.1315,-0.3906,-2.614,6.574,0",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage, the best passage's "
@@ -219,6 +228,8 @@ class Settings:
         if self.reader not in READERS:
             _bad("reader", self.reader, f"one of {', '.join(map(repr, READERS))}")
         _check_model("reader_abstain_model", self.reader_abstain_model, READER_ABSTAIN_FEATURES)
+        if self.rerank_model:
+            _check_model("rerank_model", self.rerank_model, RERANK_FEATURES, "empty or ")
         if self.reader_rank_model:
             _check_model("reader_rank_model", self.reader_rank_model, READER_RANK_FEATURES, "empty or ")
         if not 0.0 <= self.dense_weight <= 1.0:
@@ -285,6 +296,7 @@ ABSTAIN_FEATURES = 9  # signals weighed by the confidence model (answering.absta
 READERS = ("trained", "picker")
 READER_BACKENDS = ("auto", "onnx", "torch")
 READER_ABSTAIN_FEATURES = 11  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
+RERANK_FEATURES = 15  # what the learned rerank of fused results weighs (retrieval.rerank_features)
 READER_RANK_FEATURES = 13  # what the trained reader's choice among its guesses weighs (reading.trained.rank_features)
 _PATHS = ("corpus_dir", "index_dir", "model_path", "reader_weights", "milvus_uri")  # checked for NUL at creation
 # The least each integer setting may be; every other integer setting must be at least 0.
@@ -365,7 +377,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "store": ("store", "milvus_uri", "milvus_collection"),
     "retrieval": (
         "candidates", "fusion", "rrf_k", "dense_weight", "rerank_depth", "w_rerank_dense", "w_rerank_bm25",
-        "w_rerank_type",
+        "rerank_model", "w_rerank_type",
     ),
     "limits": ("max_question_chars", "max_k", "max_history_messages", "max_history_chars"),
     "conversation": ("history_turns",),

@@ -28,6 +28,7 @@ BAD = {
     "abstain_model": "1,2,3",
     "reader_abstain_model": "nan,1",
     "reader_rank_model": "1,2,x",
+    "rerank_model": "0.5,1",
     "dense_weight": 1.5,
     "reader_window_tokens": 50,
     "fetch_timeout": 0,
