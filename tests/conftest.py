@@ -102,3 +102,18 @@ def _fast_tier_reader(request, monkeypatch):
 def pytest_configure(config):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def small_chunks(tmp_path_factory):
+    """The seed corpus in small chunks (many rows) with the fake embedder: (index, settings)."""
+    from qa.index import build_index, load_index
+    from qa.settings import Settings
+
+    settings = Settings(
+        corpus_dir=str(SEED_CORPUS), index_dir=str(tmp_path_factory.mktemp("r") / "index"), chunk_max_tokens=40
+    )
+    build_index(settings, FakeEmbedder())
+    idx = load_index(settings.index_path, settings, FakeEmbedder())
+    assert idx.n_chunks > 30
+    return idx, settings

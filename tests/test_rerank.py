@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SEED_CORPUS, FakeEmbedder
+from conftest import FakeEmbedder
 
 from qa.errors import InputError
-from qa.index import build_index, load_index
 from qa.rerank_fit import fit_listwise, hand_score, on_scale, recall
 from qa.retrieval import RERANK_FEATURES, rerank_features, rerank_score, search
 from qa.settings import RERANK_FEATURES as SETTINGS_RERANK_FEATURES
@@ -19,15 +18,6 @@ QUESTIONS = [
     "Which strikes delayed production?",
     "Who directed Severance?",
 ]
-
-
-@pytest.fixture(scope="module")
-def small_chunks(tmp_path_factory):
-    settings = Settings(
-        corpus_dir=str(SEED_CORPUS), index_dir=str(tmp_path_factory.mktemp("rr") / "index"), chunk_max_tokens=40
-    )
-    build_index(settings, FakeEmbedder())
-    return load_index(settings.index_path, settings, FakeEmbedder()), settings
 
 
 def _model(weights: dict[int, float], intercept: float = 0.0) -> str:

@@ -9,7 +9,6 @@ import pytest
 from conftest import SEED_CORPUS, FakeEmbedder
 
 from qa import lexical
-from qa.index import build_index, load_index
 from qa.retrieval import bm25_scores, bm25_search, dense_search, fuse, search
 from qa.settings import Settings
 
@@ -21,18 +20,6 @@ QUERIES = [
     "season 2 production delay strikes",
     "zzz unknown words only",
 ]
-
-
-@pytest.fixture(scope="module")
-def small_chunks(tmp_path_factory):
-    """The seed corpus in small chunks (many rows), with its settings."""
-    settings = Settings(
-        corpus_dir=str(SEED_CORPUS), index_dir=str(tmp_path_factory.mktemp("r") / "index"), chunk_max_tokens=40
-    )
-    build_index(settings, FakeEmbedder())
-    idx = load_index(settings.index_path, settings, FakeEmbedder())
-    assert idx.n_chunks > 30
-    return idx, settings
 
 
 # ---------------------------------------------------------------- dense
