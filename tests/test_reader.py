@@ -1446,7 +1446,7 @@ def test_rank_model_is_fitted_to_choose_the_guess_whose_quote_answers(make_engin
             if guesses:
                 items.append(_Read("all", engine, q, hits, Reading(guesses, [0.0] * 5), None, q.question, q.question))
     assert len({it.question.source for it in items}) == 3 and len(items) >= 20
-    model, ranking = fit_rank_model(items, folds=3)
+    model, ranking = fit_rank_model(items, folds=3, ablate=True)
     assert Settings(reader_rank_model=model).reader_rank_model == model  # a valid setting
     assert ranking["questions"] == len(items)
     scores = ranking["folds_by_article"]
@@ -1454,6 +1454,12 @@ def test_rank_model_is_fitted_to_choose_the_guess_whose_quote_answers(make_engin
     assert scores["span score + reader_w_passage"]["EM"] == 0.0
     assert scores["span score + reader_w_passage"]["accuracy"] < 0.1
     assert scores["rank model"]["accuracy"] > 0.8 and scores["rank model"]["EM"] > 0.8
+    # --ablate: one more model per feature, each fitted and judged the same way
+    ablated = [scores[f"rank model without feature {i}"] for i in range(1, RANK_FEATURES + 1)]
+    assert len(scores) == 2 + RANK_FEATURES and all(0.0 <= a["EM"] <= 1.0 for a in ablated)
+    # the span score alone tells the decoy (always 5 above) from the name: left out, the span's
+    # length still does
+    assert ablated[0]["accuracy"] > 0.8
 
 
 def test_followupbench_turns_the_title_into_a_pronoun_after_a_first_turn_on_the_same_article():

@@ -52,6 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qa-eval", help="corpus and index folder")
     p.add_argument("--out", type=Path, default=None, help="JSON report (default artifacts/<reader>-calibration.json)")
     p.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also score (out of fold) rank models fitted with each of their features left out, in turn",
+    )
+    p.add_argument(
         "--reader", choices=("trained", "picker"), default="trained", help="whose confidence model (default trained)"
     )
     p.add_argument(
@@ -171,10 +176,12 @@ def main(args: argparse.Namespace, engine) -> int:
         return _picker(parts, out)
     t0 = time.perf_counter()
     items, latencies = _read_all(parts)
-    return fit_and_report(items, latencies, parts, engine, out, t0)
+    return fit_and_report(items, latencies, parts, engine, out, t0, args.ablate)
 
 
-def fit_and_report(items: list[_Read], latencies: list[float], parts, engine, out: Path, t0: float) -> int:
+def fit_and_report(
+    items: list[_Read], latencies: list[float], parts, engine, out: Path, t0: float, ablate: bool = False
+) -> int:
     """The rank model, then the confidence model on the answers it chooses, fitted on questions
     already read (``_read_all``): the report written to ``out`` and printed."""
     import numpy as np
@@ -183,7 +190,7 @@ def fit_and_report(items: list[_Read], latencies: list[float], parts, engine, ou
     from ..evaluation import percentile, squad_correct, squad_em_f1
     from .trained import TrainedReader
 
-    rank_model, ranking = fit_rank_model(items)
+    rank_model, ranking = fit_rank_model(items, ablate=ablate)
     X, y, ok, part_of, fold_of = [], [], [], [], []
     ems, f1s = [], []
     readers: dict[int, TrainedReader] = {}
@@ -359,11 +366,12 @@ def _guess_rows(it: _Read) -> tuple[list[list[float]], list[dict]]:
     return rows, labels
 
 
-def fit_rank_model(items: list[_Read], folds: int = 5) -> tuple[str, dict]:
+def fit_rank_model(items: list[_Read], folds: int = 5, ablate: bool = False) -> tuple[str, dict]:
     """``reader_rank_model``: a logistic model of "this guess's quote holds the answer and the span
     overlaps it by F1 > 0.5", fitted on the in-corpus questions' quotable guesses. Reported: the
     chosen guess's accuracy, EM and F1 with ``folds`` folds by article (fitted without the
-    article's questions), against span score plus ``reader_w_passage``."""
+    article's questions), against span score plus ``reader_w_passage``; with ``ablate``, also the
+    same scores of models fitted with each feature left out (its column zeroed: weight 0)."""
     import zlib
 
     import numpy as np
@@ -380,8 +388,10 @@ def fit_rank_model(items: list[_Read], folds: int = 5) -> tuple[str, dict]:
     def label(lab: dict) -> float:
         return 1.0 if lab["accuracy"] and lab["F1"] > 0.5 else 0.0
 
-    def fit(subset) -> np.ndarray:
+    def fit(subset, drop: int | None = None) -> np.ndarray:
         X = np.array([r for _, rows, _, _ in subset for r in rows], dtype=np.float64)
+        if drop is not None and len(X):
+            X[:, drop] = 0.0
         y = np.array([label(lab) for _, _, labels, _ in subset for lab in labels])
         if len(X) == 0 or len(set(y.tolist())) < 2:
             raise InputError("too few answerable questions to fit the reader's rank model; raise --questions")
@@ -411,6 +421,14 @@ def fit_rank_model(items: list[_Read], folds: int = 5) -> tuple[str, dict]:
         for *_, it in test:
             scored["span score + reader_w_passage"].append(chosen(None, it))
             scored["rank model"].append(chosen(theta, it))
+    n_features = len(data[0][1][0]) if data and data[0][1] else 0
+    for drop in range(n_features) if ablate else ():
+        name = f"rank model without feature {drop + 1}"
+        for k in range(folds):
+            test = [d for d in data if d[0] == k]
+            if test:
+                theta = fit([d for d in data if d[0] != k], drop)
+                scored.setdefault(name, []).extend(chosen(theta, it) for *_, it in test)
     theta = fit(data)
     summary = {
         name: {m: round(float(np.mean([r[m] for r in rs])), 4) if rs else 0.0 for m in ("accuracy", "EM", "F1")}
