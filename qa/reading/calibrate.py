@@ -411,24 +411,22 @@ def fit_rank_model(items: list[_Read], folds: int = 5, ablate: bool = False) -> 
         _, labels = _guess_rows(ordered)
         return labels[0] if labels else {"accuracy": 0.0, "EM": 0.0, "F1": 0.0}
 
-    scored: dict[str, list[dict]] = {"span score + reader_w_passage": [], "rank model": []}
+    from .trained import RANK_FEATURES
+
+    # the model with every feature (None), then, with ``ablate``, one without each feature in turn
+    variants = {"rank model": None} | (
+        {f"rank model without feature {i + 1}": i for i in range(RANK_FEATURES)} if ablate else {}
+    )
+    scored: dict[str, list[dict]] = {"span score + reader_w_passage": [], **{name: [] for name in variants}}
     for k in range(folds):
         train = [d for d in data if d[0] != k]
         test = [d for d in data if d[0] == k]
         if not test:
             continue
-        theta = fit(train)
-        for *_, it in test:
-            scored["span score + reader_w_passage"].append(chosen(None, it))
-            scored["rank model"].append(chosen(theta, it))
-    n_features = len(data[0][1][0]) if data and data[0][1] else 0
-    for drop in range(n_features) if ablate else ():
-        name = f"rank model without feature {drop + 1}"
-        for k in range(folds):
-            test = [d for d in data if d[0] == k]
-            if test:
-                theta = fit([d for d in data if d[0] != k], drop)
-                scored.setdefault(name, []).extend(chosen(theta, it) for *_, it in test)
+        scored["span score + reader_w_passage"] += [chosen(None, it) for *_, it in test]
+        for name, drop in variants.items():
+            theta = fit(train, drop)
+            scored[name] += [chosen(theta, it) for *_, it in test]
     theta = fit(data)
     summary = {
         name: {m: round(float(np.mean([r[m] for r in rs])), 4) if rs else 0.0 for m in ("accuracy", "EM", "F1")}
