@@ -159,7 +159,7 @@ def abstain_features(index: Index, hits: Hits, question: str, best: Candidate) -
 
 def confidence(index: Index, hits: Hits, question: str, best: Candidate | None, settings: Settings) -> float:
     """How well the passages support an answer, in [0, 1]: a logistic model over several
-    signals together (``Settings.abstain_model``, fitted by ``python -m qa eval --squad --calibrate``)."""
+    signals together (``Settings.abstain_model``, fitted by ``python -m qa calibrate-reader --reader picker``)."""
     if best is None or not hits.passages:
         return 0.0
     coef = [float(x) for x in settings.abstain_model.split(",")]

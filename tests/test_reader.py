@@ -1132,6 +1132,55 @@ def test_out_of_fold_confidence_is_judged_without_its_fold():
     assert ((prob[~held] >= 0.5) == (y[~held] == 1)).mean() > 0.9
 
 
+def test_the_threshold_rule_leaves_out_follow_ups_and_on_topic_corpora():
+    """No threshold refuses 92 % of the on-topic corpora's out-of-corpus questions: the rule weighs
+    the other kinds of corpus, so it still suggests one."""
+    from qa.reading.calibrate import FOLLOW_UPS, ON_TOPIC, THRESHOLDS, _in_rule, suggest_threshold
+
+    def rows(refused):
+        return [{"threshold": t, "refused_out_of_corpus": refused} for t in THRESHOLDS]
+
+    parts = {"all": rows(1.0), "small3": rows(1.0), "all" + FOLLOW_UPS: rows(0.5), f"{ON_TOPIC} 3": rows(0.6)}
+    assert list(_in_rule(parts)) == ["all", "small3"]
+    assert suggest_threshold(_in_rule(parts)) == THRESHOLDS[0]
+    assert suggest_threshold(parts) is None
+
+
+def test_on_topic_corpora_hold_back_half_of_one_article():
+    """Each on-topic corpus: one kept article cut in two (odd paragraphs left out by the protocol,
+    even ones kept, one title so one fold), then the next kept articles whole."""
+    from qa.reading.calibrate import _fold, on_topic_corpora
+
+    def article(n, paragraphs=4):
+        return {
+            "title": f"T{n}",
+            "paragraphs": [
+                {
+                    "context": f"Text {n} {k}.",
+                    "qas": [{"id": f"q{n}-{k}", "question": "?", "answers": [{"text": "Text", "answer_start": 0}]}],
+                }
+                for k in range(paragraphs)
+            ],
+        }
+
+    held = {"data": [article(n) for n in range(40)]}
+    corpora = on_topic_corpora(held, 3)
+    kept = [n for n in range(40) if evaluation.in_corpus(n)]
+    assert [c["data"][1]["title"] for c in corpora] == [f"T{n}" for n in kept[::3]]
+    for c in corpora:
+        back, shown, *rest = c["data"]
+        assert back["title"] == shown["title"] and len(rest) <= 2
+        assert [p["context"].split()[-1] for p in back["paragraphs"]] == ["1.", "3."]
+        assert [p["context"].split()[-1] for p in shown["paragraphs"]] == ["0.", "2."]
+        files, questions = evaluation.squad_articles(c)
+        assert len(files) == len(c["data"]) - 1
+        out = [q for q in questions if not q.in_corpus]
+        assert [q.id for q in out] == [p["qas"][0]["id"] for p in back["paragraphs"]]
+        assert {_fold(q) for q in questions if q.source.endswith(back["title"] + ".txt")} == {_fold(out[0])}
+    with pytest.raises(InputError, match="on-topic"):
+        on_topic_corpora(held, 0)
+
+
 def test_split_articles_is_deterministic_and_disjoint():
     questions = make_questions()
     tr, held = train.split_articles(questions, held_out=4, seed=13)

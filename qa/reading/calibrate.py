@@ -19,6 +19,12 @@ and out of fold (each article's questions judged by a confidence model fitted wi
 by title: what a corpus the model never saw gets), and the suggested threshold: the lowest that
 refuses at least 92 % out of fold in every kind of corpus (in-sample figures flatter: at one
 threshold, 0.941 refused in-sample against 0.904 out of fold).
+With ``--on-topic N`` (default 1000) N more questions come from on-topic corpora
+(``on_topic_corpora``: three held-out articles, half of the first one's paragraphs held back), whose
+out-of-corpus questions are about an article the corpus holds, as "Who plays Helly?" is for
+articles about the show: the small corpora's come from an unrelated article and are far easier
+to refuse. They are fitted on like the rest; the threshold rule leaves them out (no threshold
+refuses 92 % of them) and their figures are printed.
 A person puts the chosen numbers in ``qa/settings.py``. With ``--reader picker`` the sentence
 picker's nine signals (``answering.abstain_features``) are fitted the same way, for
 ``abstain_model``.
@@ -43,6 +49,7 @@ REFUSE_AT_LEAST = 0.92  # the rule: the lowest threshold refusing this share out
 FOLDS = 5
 BENCH_FOLD = 0  # articles (by _fold) whose follow-ups calibration never asks: tests/followupbench.py's
 FOLLOW_UPS = ", follow-ups"  # suffix of the parts holding follow-ups (left out of the threshold rule)
+ON_TOPIC = "on topic"  # prefix of the on-topic parts (``on_topic_corpora``): fitted, but not in the threshold rule
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,6 +84,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"never of the articles of fold {BENCH_FOLD}, which tests/followupbench.py measures on (default 0: none; "
         "800 measured: in-full refusal out of fold fell, see the README)",
     )
+    p.add_argument(
+        "--on-topic",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="also ask N questions of on-topic corpora: held-out articles in threes with half the first one's "
+        "paragraphs held back, whose questions are out of corpus but on its topic; fitted on like the others, "
+        "not weighed by the threshold rule, which no threshold meets there (default 1000; 0: none)",
+    )
 
 
 def held_out_squad(data_folder: Path, card: dict) -> dict:
@@ -105,6 +121,44 @@ def small_corpora(held: dict, size: int) -> list[dict]:
     kept = [a for i, a in enumerate(arts) if in_corpus(i)]
     groups = [kept[k : k + size] for k in range(0, len(kept), size)]
     return [{"version": f"heldout-small-{g}", "data": [left[g % len(left)], *grp]} for g, grp in enumerate(groups)]
+
+
+def on_topic_corpora(held: dict, size: int = 3) -> list[dict]:
+    """The held-out articles the protocol keeps in the corpus, in corpora of ``size``, the first of
+    each cut in two: its odd paragraphs (index 0 of the list, which the protocol leaves out) and
+    its even ones (kept). Questions on the odd paragraphs are out of corpus but on a topic the
+    corpus holds, as "Who plays Helly?" is for articles about the show: the small corpora's
+    out-of-corpus questions come from an unrelated article, which is far easier to refuse. Both
+    halves keep the article's title, so they share its fold (``_fold``)."""
+    from ..evaluation import in_corpus
+
+    if not 1 <= size < 6:
+        raise InputError(f"the on-topic corpora's size must be from 1 to 5. Currently, it is {size}.")
+    kept = [a for i, a in enumerate(held["data"]) if in_corpus(i)]
+    out = []
+    for g, k in enumerate(range(0, len(kept), size)):
+        first, *rest = kept[k : k + size]
+        held_back = {"title": first["title"], "paragraphs": first["paragraphs"][1::2]}
+        shown = {"title": first["title"], "paragraphs": first["paragraphs"][0::2]}
+        out.append({"version": f"heldout-topic-{g}", "data": [held_back, shown, *rest]})
+    return out
+
+
+def _on_topic_parts(args: argparse.Namespace, engine, work: Path, held: dict, card: dict) -> list[tuple]:
+    """[(ON_TOPIC + size, engine, sampled questions)], one part per on-topic corpus drawn from."""
+    from ..evaluation import sample_questions, squad_engine
+
+    if args.on_topic <= 0:
+        return []
+    size = args.small_corpora or 3
+    pool = []
+    for g, data in enumerate(on_topic_corpora(held, size)):
+        path = work / f"heldout-seed{card.get('seed')}-topic{size}-{g}.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        e, qs, _ = squad_engine(path, work / f"topic{size}", engine)
+        pool += [(e, q) for q in qs]
+    picked = sample_questions(list(range(len(pool))), args.on_topic, args.seed)
+    return _by_engine(f"{ON_TOPIC} {size}", [pool[i] for i in picked])
 
 
 def _engines(args: argparse.Namespace, engine, work: Path, held: dict, card: dict):
@@ -171,7 +225,7 @@ def main(args: argparse.Namespace, engine) -> int:
     work.mkdir(parents=True, exist_ok=True)
     held = held_out_squad(args.data, card)
     out = args.out or Path("artifacts") / f"{args.reader}-calibration.json"
-    parts = _engines(args, engine, work, held, card)
+    parts = _engines(args, engine, work, held, card) + _on_topic_parts(args, engine, work, held, card)
     if args.reader == "picker":
         return _picker(parts, out)
     t0 = time.perf_counter()
@@ -226,7 +280,7 @@ def fit_and_report(
     by_part_oof = {
         name: _rows(oof[parts_ == name], y_[parts_ == name], ok_[parts_ == name]) for name in dict.fromkeys(part_of)
     }
-    suggested = suggest_threshold({k: v for k, v in by_part_oof.items() if not k.endswith(FOLLOW_UPS)})
+    suggested = suggest_threshold(_in_rule(by_part_oof))
     spans = items[0].spans if items else None
     report = {
         "reader_rank_model": rank_model,
@@ -265,6 +319,7 @@ def fit_and_report(
         "note": "rows, rows_by_corpus: the confidence model fitted on these same questions (in-sample); "
         "*_out_of_fold: each question judged by a model fitted without its article (5 folds by article title); "
         f"suggested_threshold: the lowest refusing >= {REFUSE_AT_LEAST} out of fold in every kind of corpus; "
+        f"the rule leaves out the follow-ups and the parts named '{ON_TOPIC} ...'; "
         "ranking: chosen guess, 5 folds by article",
     }
     print(f"reader_rank_model = {rank_model!r}")
@@ -276,7 +331,7 @@ def fit_and_report(
     _print_parts(by_part_oof if len(by_part_oof) > 1 else {"all": rows_oof})
     print(
         f"suggested reader_abstain_threshold: {suggested} (the lowest refusing >= {REFUSE_AT_LEAST} out of fold "
-        "in every kind of corpus)"
+        "in every kind of corpus but the on-topic ones)"
     )
     aa = report["always_answering"]
     print(
@@ -443,6 +498,12 @@ def _fold(q) -> int:
     return zlib.crc32(q.source.split("_", 1)[-1].encode()) % FOLDS
 
 
+def _in_rule(by_part: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The parts the threshold rule weighs: not the follow-ups, not the on-topic corpora (where no
+    threshold refuses 92 %: their figures are reported, not required)."""
+    return {k: v for k, v in by_part.items() if not k.endswith(FOLLOW_UPS) and not k.startswith(ON_TOPIC)}
+
+
 def _out_of_fold(X, y, folds):
     """Each row's confidence from a model fitted on the other folds' rows (the in-sample one where
     a fold is all its rows, or the others hold only one kind)."""
@@ -516,8 +577,8 @@ def _write_and_print(out: Path, report: dict, setting: str, model: str, rows: li
 
 def _picker(parts, out: Path) -> int:
     """The sentence picker's ``abstain_model``, fitted on the held-out questions (of every
-    corpus in ``parts``), with answered / refused / accuracy per threshold (in-sample, like the
-    trained reader's)."""
+    corpus in ``parts``), with answered / refused / accuracy per threshold, in-sample and out of
+    fold, and the threshold the trained reader's rule suggests (``suggest_threshold``)."""
     import numpy as np
 
     from ..calibration import features, fit_logistic
@@ -525,41 +586,66 @@ def _picker(parts, out: Path) -> int:
     from ..evaluation import squad_correct
 
     t0 = time.perf_counter()
-    fitted = [(name, e, sample, *features(e, sample)) for name, e, sample in parts]
-    X = np.concatenate([f[3] for f in fitted])
-    y = np.concatenate([f[4] for f in fitted])
+    # One row per question, in order: its signals (None when no sentence is a candidate, so the
+    # picker refuses whatever the model), in corpus or not, its fold and its part.
+    feats, inside, fold_of, part_of = [], [], [], []
+    for name, e, sample in parts:
+        for q in sample:
+            Xq, _ = features(e, [q])
+            feats.append(Xq[0] if len(Xq) else None)
+            inside.append(1.0 if q.in_corpus else 0.0)
+            fold_of.append(_fold(q))
+            part_of.append(name)
+    has = np.array([f is not None for f in feats])
+    in_, folds_, parts_ = np.array(inside), np.array(fold_of), np.array(part_of)
+    X = np.array([f for f in feats if f is not None], dtype=np.float64)
+    y = in_[has]
     if len(set(y.tolist())) < 2:
         raise InputError("the sample holds only in-corpus or only out-of-corpus questions; raise --questions")
     theta = fit_logistic(X, y)
     model = ",".join(f"{v:.4g}" for v in theta)
-    probs, ok, inside, part_of = [], [], [], []
-    for name, sq_engine, sample in parts:
+    probs, ok = [], []
+    for _name, sq_engine, sample in parts:
         always = sq_engine.settings.replace(abstain_model=model, abstain_threshold=-1.0)
         answering_engine = Engine(always, embedder=sq_engine.embedder)
         answering_engine._index = sq_engine.index
         for q in sample:
             a = answering_engine.answer(q.question, None, 5, reader="picker")
             probs.append(a.confidence)
-            inside.append(1.0 if q.in_corpus else 0.0)
             ok.append(bool(q.in_corpus and squad_correct(a, q)))
-            part_of.append(name)
-    probs_, ok_, in_, parts_ = np.array(probs), np.array(ok), np.array(inside), np.array(part_of)
+    probs_, ok_ = np.array(probs), np.array(ok)
     rows = _rows(probs_, in_, ok_)
-    by_part = {
-        name: _rows(probs_[parts_ == name], in_[parts_ == name], ok_[parts_ == name]) for name in dict.fromkeys(part_of)
-    }
+    names = dict.fromkeys(part_of)
+    by_part = {name: _rows(probs_[parts_ == name], in_[parts_ == name], ok_[parts_ == name]) for name in names}
+    # Each question's out-of-fold confidence: the model fitted without its article's fold (0 where
+    # no sentence is a candidate, as answer() gives).
+    oof = np.zeros(len(feats))
+    oof[has] = _out_of_fold(X, y, folds_[has])
+    by_part_oof = {name: _rows(oof[parts_ == name], in_[parts_ == name], ok_[parts_ == name]) for name in names}
+    suggested = suggest_threshold(_in_rule(by_part_oof))
     report = {
         "abstain_model": model,
         "rows": rows,
         "rows_by_corpus": by_part,
+        "rows_out_of_fold": _rows(oof, in_, ok_),
+        "rows_by_corpus_out_of_fold": by_part_oof,
+        "suggested_threshold": suggested,
         "questions": len(probs),
         "in_corpus": int(in_.sum()),
         "articles": sum(len(e.index.documents) for _, e, _ in parts),
         "embedder": parts[0][1].embedder.model_id,
         "seconds": round(time.perf_counter() - t0, 1),
-        "note": "answered/refused use the model fitted on these same questions (in-sample)",
+        "note": "rows, rows_by_corpus: the model fitted on these same questions (in-sample); *_out_of_fold: each "
+        f"question judged by a model fitted without its article (5 folds by title); suggested_threshold: the lowest "
+        f"refusing >= {REFUSE_AT_LEAST} out of fold in every kind of corpus but the on-topic ones ('{ON_TOPIC} ...')",
     }
     _write_and_print(out, report, "abstain_model", model, rows)
     _print_parts(by_part)
+    print("out of fold (each article's questions judged by a model fitted without it):")
+    _print_parts(by_part_oof if len(by_part_oof) > 1 else {"all": report["rows_out_of_fold"]})
+    print(
+        f"suggested abstain_threshold: {suggested} (the lowest refusing >= {REFUSE_AT_LEAST} out of fold "
+        "in every kind of corpus but the on-topic ones)"
+    )
     print(f"{len(probs)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
     return 0
