@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
 SHARED = ROOT.parent / "shared"
 DEV_SET = SHARED / "eval" / "severance_dev.jsonl"
+# Dev questions the default reader (the picker) is known to miss, and why. test_dev_set marks
+# them strict expected failures (one that starts passing fails there, so the entry is removed);
+# a failure not listed is a regression.
+DEV_KNOWN_MISSES = {
+    "dev-04": "refused: its confidence model, fitted on held-out SQuAD train articles (calibrate-reader "
+    "--reader picker), gives 0.74 against the threshold 0.75 its rule chose; the benchmark-fitted model it "
+    "replaced answered it (README, Refusing)",
+}
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEV_SET, SEED_CORPUS
+from conftest import DEV_KNOWN_MISSES, DEV_SET, SEED_CORPUS
 
 from qa import evaluation as ev
 
@@ -22,15 +22,6 @@ def dev_results(real_engine):
     return {r["id"]: r for r in ev.run_dev(real_engine, _ROWS, SEED_CORPUS)}
 
 
-# Questions the default reader (the picker) is known to miss, and why. Strict: one that starts
-# passing fails here, so the entry is removed; one not listed that fails is a regression.
-KNOWN_MISSES = {
-    "dev-04": "refused: its confidence model, fitted on held-out SQuAD train articles (calibrate-reader "
-    "--reader picker), gives 0.74 against the threshold 0.75 its rule chose; the benchmark-fitted model it "
-    "replaced answered it (README, Refusing)",
-}
-
-
 def _ids(kind: str) -> list:
     if kind == "answerable":
         ids = [r["id"] for r in _ROWS if "turns" not in r and r.get("answerable")]
@@ -39,7 +30,9 @@ def _ids(kind: str) -> list:
     else:
         ids = [r["id"] for r in _ROWS if "turns" in r]
     return [
-        pytest.param(i, marks=pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[i])) if i in KNOWN_MISSES else i
+        pytest.param(i, marks=pytest.mark.xfail(strict=True, reason=DEV_KNOWN_MISSES[i]))
+        if i in DEV_KNOWN_MISSES
+        else i
         for i in ids
     ]
 
