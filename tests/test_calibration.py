@@ -59,3 +59,35 @@ def test_calibrate_uses_the_answer_path_features(make_engine, seed_corpus):
 def test_calibrate_needs_both_kinds_of_question(make_engine, seed_corpus):
     with pytest.raises(ValueError, match="both"):
         calibrate(make_engine(seed_corpus), [Q("Who directed Severance?", True)])
+
+
+def test_picker_calibration_reports_out_of_fold_rows_and_the_rules_threshold(make_engine, seed_corpus, tmp_path):
+    """calibrate-reader --reader picker: the fitted model drops into Settings, every part is judged
+    out of fold too, and the threshold comes from the rule over the parts it weighs."""
+    import json
+
+    from qa.evaluation import SquadQuestion
+    from qa.reading.calibrate import ON_TOPIC, THRESHOLDS, _picker
+    from qa.settings import ABSTAIN_FEATURES, Settings
+
+    engine = make_engine(seed_corpus)
+    files = sorted(p.name for p in seed_corpus.glob("*.txt"))
+    asked = [
+        ("Who directed and executive produced Severance?", files[0], True),
+        ("Where was the train station farewell scene filmed?", files[1], True),
+        ("Which strikes delayed production?", files[2], True),
+        ("What is the boiling point of liquid nitrogen in kelvin?", "99_Nitrogen.txt", False),
+        ("Which river flows through the capital of Mongolia?", "98_Mongolia.txt", False),
+        ("Who won the 1966 World Cup final?", "97_Football.txt", False),
+    ]
+    qs = [SquadQuestion(f"q{i}", q, src, ("x",), (0,), inside, i) for i, (q, src, inside) in enumerate(asked)]
+    out = tmp_path / "picker.json"
+    parts = [("all", engine, qs[:4] + qs[5:]), (f"{ON_TOPIC} 3", engine, qs[4:5])]
+    assert _picker(parts, out) == 0
+    report = json.loads(out.read_text())
+    model = report["abstain_model"]
+    assert len(model.split(",")) == ABSTAIN_FEATURES + 1 and Settings(abstain_model=model).abstain_model == model
+    assert set(report["rows_by_corpus_out_of_fold"]) == {"all", f"{ON_TOPIC} 3"}
+    assert [r["threshold"] for r in report["rows_out_of_fold"]] == list(THRESHOLDS)
+    assert report["suggested_threshold"] in (*THRESHOLDS, None)
+    assert report["questions"] == len(qs) and report["in_corpus"] == 3

@@ -553,11 +553,17 @@ def _rows(prob, y, ok) -> list[dict]:
     return rows
 
 
+def _share(x: float | None) -> str:
+    """A share printed to 3 places; "-" where the part holds no question of that kind."""
+    return "-" if x is None else f"{x:.3f}"
+
+
 def _print_parts(by_part: dict[str, list[dict]]) -> None:
     if len(by_part) > 1:
         for name, part_rows in by_part.items():
             cells = ", ".join(
-                f"{r['threshold']}: {r['answered_in_corpus']:.3f}/{r['refused_out_of_corpus']:.3f}" for r in part_rows
+                f"{r['threshold']}: {_share(r['answered_in_corpus'])}/{_share(r['refused_out_of_corpus'])}"
+                for r in part_rows
             )
             print(f"{name} (threshold: answered/refused): {cells}")
 
