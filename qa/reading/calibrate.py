@@ -116,11 +116,19 @@ def small_corpora(held: dict, size: int) -> list[dict]:
 
     if not 1 <= size < 6:
         raise InputError(f"--small-corpora must be from 0 to 5. Currently, it is {size}.")
-    arts = held["data"]
-    left = [a for i, a in enumerate(arts) if not in_corpus(i)]
-    kept = [a for i, a in enumerate(arts) if in_corpus(i)]
-    groups = [kept[k : k + size] for k in range(0, len(kept), size)]
-    return [{"version": f"heldout-small-{g}", "data": [left[g % len(left)], *grp]} for g, grp in enumerate(groups)]
+    left = [a for i, a in enumerate(held["data"]) if not in_corpus(i)]
+    return [
+        {"version": f"heldout-small-{g}", "data": [left[g % len(left)], *grp]}
+        for g, grp in enumerate(_kept_groups(held, size))
+    ]
+
+
+def _kept_groups(held: dict, size: int) -> list[list[dict]]:
+    """The held-out articles the protocol keeps in the corpus, in order, in groups of ``size``."""
+    from ..evaluation import in_corpus
+
+    kept = [a for i, a in enumerate(held["data"]) if in_corpus(i)]
+    return [kept[k : k + size] for k in range(0, len(kept), size)]
 
 
 def on_topic_corpora(held: dict, size: int = 3) -> list[dict]:
@@ -130,14 +138,10 @@ def on_topic_corpora(held: dict, size: int = 3) -> list[dict]:
     corpus holds, as "Who plays Helly?" is for articles about the show: the small corpora's
     out-of-corpus questions come from an unrelated article, which is far easier to refuse. Both
     halves keep the article's title, so they share its fold (``_fold``)."""
-    from ..evaluation import in_corpus
-
     if not 1 <= size < 6:
         raise InputError(f"the on-topic corpora's size must be from 1 to 5. Currently, it is {size}.")
-    kept = [a for i, a in enumerate(held["data"]) if in_corpus(i)]
     out = []
-    for g, k in enumerate(range(0, len(kept), size)):
-        first, *rest = kept[k : k + size]
+    for g, (first, *rest) in enumerate(_kept_groups(held, size)):
         held_back = {"title": first["title"], "paragraphs": first["paragraphs"][1::2]}
         shown = {"title": first["title"], "paragraphs": first["paragraphs"][0::2]}
         out.append({"version": f"heldout-topic-{g}", "data": [held_back, shown, *rest]})
