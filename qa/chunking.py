@@ -36,6 +36,9 @@ _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 # the longest chunk of the seed and SQuAD corpora is 1,158). A change changes the index: the
 # manifest records it (chunk_max_chars_per_token). Candidate for a setting; a constant for now.
 MAX_CHARS_PER_TOKEN = 20
+# How sentences are split, recorded in the manifest: an index split by other rules is rebuilt.
+# 2: the "!" of a markdown image ("![alt](url)") does not end a sentence (pysbd ends one there).
+SENTENCE_RULES = 2
 # Longest text given to pysbd at once (no SQuAD paragraph is over 4,100 characters).
 PYSBD_MAX_CHARS = 8_000
 # Where a long paragraph may be cut before pysbd: after sentence punctuation and its closing
@@ -83,8 +86,18 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     spans: list[Span] = []
     for seg_start, seg_end in _segments(text, start, end):
         for piece_start, piece_end in _pieces(text, seg_start, seg_end, PYSBD_MAX_CHARS):
-            spans.extend(_pysbd_spans(text, piece_start, piece_end))
+            for s in _pysbd_spans(text, piece_start, piece_end):
+                if spans and _image_mark(text, spans[-1], s):
+                    spans[-1] = Span(spans[-1].start, s.end)
+                else:
+                    spans.append(s)
     return spans
+
+
+def _image_mark(text: str, before: Span, after: Span) -> bool:
+    """Whether pysbd split a markdown image's "![": a "!" right against the next "[" is no
+    sentence end ("The mill ![photo](mill.png) was restored." is one sentence)."""
+    return before.end == after.start and text[before.end - 1] == "!" and text[after.start] == "["
 
 
 def _pieces(text: str, start: int, end: int, limit: int) -> list[tuple[int, int]]:

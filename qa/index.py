@@ -62,7 +62,7 @@ import numpy as np
 import orjson
 
 from . import lexical
-from .chunking import MAX_CHARS_PER_TOKEN, chunk_document
+from .chunking import MAX_CHARS_PER_TOKEN, SENTENCE_RULES, chunk_document
 from .corpus import read_corpus_file, read_regular_file, scan_documents
 from .embedding import Embedder
 from .errors import IndexCorruptError, IndexFolderError, IndexStaleError, InputError, shorten, show_path
@@ -717,6 +717,7 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, embedder: Emb
         "dimension": embedder.dimension,
         "chunking": settings.chunking_fingerprint(),
         "chunk_max_chars_per_token": MAX_CHARS_PER_TOKEN,
+        "sentence_rules": SENTENCE_RULES,
     }
     for key, want in expected.items():
         if (manifest.get(key) if key != "store" else manifest.get(key, {"kind": "faiss"})) != want:
@@ -1324,6 +1325,7 @@ def _manifest(settings, embedder, plan: _Plan, segments, next_id, checksums, siz
         "dimension": embedder.dimension,
         "chunking": settings.chunking_fingerprint(),
         "chunk_max_chars_per_token": MAX_CHARS_PER_TOKEN,
+        "sentence_rules": SENTENCE_RULES,
         "store": store_entry(settings),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "built_ns": time.time_ns(),

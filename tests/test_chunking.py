@@ -135,6 +135,16 @@ def test_markdown_heading_and_list_items():
     assert got == ["# Title here", "Intro sentence one.", "Intro two.", "- first item of the list", "- second item"]
 
 
+def test_a_markdown_image_does_not_end_a_sentence():
+    text = "The tide mill ![the mill](http://x/mill.png) was restored in 2024. Wow! It [reopened] in May."
+    got = [text[s.start : s.end] for s in split_sentences(text)]
+    assert got == [
+        "The tide mill ![the mill](http://x/mill.png) was restored in 2024.",
+        "Wow!",
+        "It [reopened] in May.",
+    ]
+
+
 @pytest.mark.parametrize(
     "text",
     [

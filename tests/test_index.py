@@ -515,6 +515,13 @@ def test_other_format_version_is_stale(settings, fake_embedder, built, monkeypat
     assert build_index(settings, fake_embedder).rebuilt.startswith("stale")
 
 
+def test_an_index_split_into_sentences_by_other_rules_is_stale(settings, fake_embedder, built, monkeypatch):
+    monkeypatch.setattr(index_mod, "SENTENCE_RULES", index_mod.SENTENCE_RULES + 1)
+    with pytest.raises(IndexStaleError, match="sentence_rules"):
+        load_index(settings.index_path, settings, fake_embedder)
+    assert build_index(settings, fake_embedder).rebuilt.startswith("stale")
+
+
 # ---------------------------------------------------------------- the manifest is protected by CURRENT
 
 
