@@ -431,6 +431,34 @@ def test_answer_is_the_quote_around_the_span():
     json.dumps(answer.to_dict())
 
 
+EDGES = HEADER + "Asked who plays Mark -- it is Scott --, she said: Jan. 29, the U.S. date.\n"
+
+
+@pytest.mark.parametrize(
+    ("network", "short"),
+    [
+        ("-- it is Scott --,", "it is Scott"),
+        ("Mark --", "Mark"),
+        (": Jan. 29,", "Jan. 29"),
+        ("U.S.", "U.S."),  # a full stop is kept: it may be part of the answer
+        ("plays Mark", "plays Mark"),
+        ("--", "--"),  # nothing would be left: the guess as it is
+    ],
+)
+def test_the_short_answer_loses_dashes_commas_and_colons_at_its_edges(network, short):
+    """The network's "Scott --" is shown as "Scott": Answer.span drops dashes, commas, colons and
+    semicolons at its edges and is still the file's text at its offsets."""
+    p = passage_at(EDGES, len(HEADER), len(EDGES) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
+    at = EDGES.index(network)
+    g = SpanGuess(0, at, at + len(network), network, 5.0, 0.0)
+    sents = [Span(len(HEADER), len(EDGES) - 1)]
+    answer, _ = answer_from_reading(
+        Reading([g], [0.0]), [p], lambda _: sents, "q", Settings(reader_abstain_model=SURE), 1, 0
+    )
+    assert answer.span.text == short and EDGES[answer.span.start : answer.span.end] == short
+    assert answer.citations[0].start <= answer.span.start and answer.span.end <= answer.citations[0].end
+
+
 @pytest.mark.parametrize("margin, answered", [(3.0, True), (-3.0, False)])
 def test_confidence_decides_between_answer_and_abstention(margin, answered):
     settings = Settings(reader_abstain_model=model_string(0.0, vs_window=1.0), reader_abstain_threshold=0.5)

@@ -467,7 +467,7 @@ def answer_from_reading(
                     abstained=False,
                     passages=passages,
                     query=query,
-                    span=AnswerSpan(guess.text, p.source, guess.start, guess.end),
+                    span=short_answer(guess, p.source),
                     reader="trained",
                 ),
                 feats,
@@ -485,6 +485,19 @@ def answer_from_reading(
         ),
         feats,
     )
+
+
+_SPAN_EDGE = " \t\n,;:-\u2013\u2014"  # what a short answer never begins or ends with ("Scott --")
+
+
+def short_answer(guess: SpanGuess, source: str) -> AnswerSpan:
+    """The guess as ``Answer.span``, without dashes, commas, colons or semicolons at its edges
+    (the network's span may take in "--" after a name); the guess itself if nothing would be left."""
+    text = guess.text.strip(_SPAN_EDGE)
+    if not text:
+        return AnswerSpan(guess.text, source, guess.start, guess.end)
+    start = guess.start + len(guess.text) - len(guess.text.lstrip(_SPAN_EDGE))
+    return AnswerSpan(text, source, start, start + len(text))
 
 
 def _quotes(reading: Reading, passages: Sequence[Passage], sentences_of, settings: Settings):
