@@ -149,8 +149,8 @@ class Settings:
 
     # Reading
     reader: str = _s(
-        "picker",
-        "Which reader answers: 'picker' (sentence picker) or 'trained' (the span reader in qa/reading/weights).",
+        "trained",
+        "Which reader answers: 'trained' (the span reader in qa/reading/weights) or 'picker' (the sentence picker).",
     )
     reader_backend: str = _s(
         "auto",

@@ -15,11 +15,24 @@ pytestmark = pytest.mark.slow
 _ROWS = ev.read_dev(DEV_SET) if DEV_SET.exists() else []
 
 
+READERS = ("trained", "picker")  # the default first
+
+
 @pytest.fixture(scope="module")
 def dev_results(real_engine):
+    """Per reader, the dev set's results (each reader asked through ``Settings.reader``, as a user
+    who sets QA_READER would)."""
     if not _ROWS:
         pytest.skip(f"{DEV_SET} not found")
-    return {r["id"]: r for r in ev.run_dev(real_engine, _ROWS, SEED_CORPUS)}
+    from qa.engine import Engine
+
+    out = {}
+    for name in READERS:
+        engine = real_engine
+        if engine.settings.reader != name:
+            engine = Engine(real_engine.settings.replace(reader=name), embedder=real_engine.embedder)
+        out[name] = {r["id"]: r for r in ev.run_dev(engine, _ROWS, SEED_CORPUS)}
+    return out
 
 
 def _ids(kind: str) -> list:
@@ -29,32 +42,38 @@ def _ids(kind: str) -> list:
         ids = [r["id"] for r in _ROWS if "turns" not in r and not r.get("answerable")]
     else:
         ids = [r["id"] for r in _ROWS if "turns" in r]
+    known = DEV_KNOWN_MISSES
     return [
-        pytest.param(i, marks=pytest.mark.xfail(strict=True, reason=DEV_KNOWN_MISSES[i]))
-        if i in DEV_KNOWN_MISSES
-        else i
+        pytest.param(reader, i, marks=pytest.mark.xfail(strict=True, reason=known[reader][i]))
+        if i in known[reader]
+        else (reader, i)
+        for reader in READERS
         for i in ids
-    ]
+    ] or [("trained", "(none)")]
 
 
-@pytest.mark.parametrize("qid", _ids("answerable") or ["(none)"])
-def test_answerable_question_is_answered_with_gold_string_and_source(dev_results, qid):
-    r = dev_results[qid]
+def test_the_default_reader_is_the_first_asked(real_engine):
+    assert real_engine.settings.reader == READERS[0]
+
+
+@pytest.mark.parametrize(("reader", "qid"), _ids("answerable"))
+def test_answerable_question_is_answered_with_gold_string_and_source(dev_results, reader, qid):
+    r = dev_results[reader][qid]
     turn = r["turns"][0]
     assert r["passed"], f"{qid} {turn['question']!r}: {turn['problems']} — answer {turn['text']!r}"
 
 
-@pytest.mark.parametrize("qid", _ids("unanswerable") or ["(none)"])
-def test_unanswerable_question_abstains(dev_results, qid):
-    r = dev_results[qid]
+@pytest.mark.parametrize(("reader", "qid"), _ids("unanswerable"))
+def test_unanswerable_question_abstains(dev_results, reader, qid):
+    r = dev_results[reader][qid]
     turn = r["turns"][0]
     assert turn["abstained"], f"{qid} {turn['question']!r} was answered: {turn['text']!r}"
     assert r["passed"]
 
 
-@pytest.mark.parametrize("qid", _ids("followup") or ["(none)"])
-def test_follow_up_turns_are_answered(dev_results, qid):
-    r = dev_results[qid]
+@pytest.mark.parametrize(("reader", "qid"), _ids("followup"))
+def test_follow_up_turns_are_answered(dev_results, reader, qid):
+    r = dev_results[reader][qid]
     assert r["passed"], json.dumps(r["turns"], indent=1, ensure_ascii=False)
 
 
