@@ -211,6 +211,17 @@ def format_answer(a: Answer) -> str:
                 + f"{c.date or 'undated'} — {where}"
                 + (f" — {c.url}" if c.url else "")
             )
+        if a.span is not None:
+            n = next(
+                (
+                    c.number
+                    for c in a.citations
+                    if c.source == a.span.source and c.start <= a.span.start and a.span.end <= c.end
+                ),
+                None,
+            )
+            where = f"in [{n}], " if n else ""
+            lines.append(f"short answer: {a.span.text} ({where}characters {a.span.start}-{a.span.end})")
     lines.append(f"confidence: {a.confidence:.2f}")
     return "\n".join(lines)
 

@@ -230,3 +230,24 @@ def test_eval_refuses_to_calibrate_on_the_benchmark(fake_cli, capsys):
     assert cli.main(["eval", "--squad", "--calibrate", "50"]) == 2
     err = capsys.readouterr().err
     assert "benchmark" in err and "calibrate-reader --reader picker" in err
+
+
+def test_text_output_gives_the_short_answer_and_its_citation():
+    from qa.types import Answer, AnswerSpan, Citation
+
+    quote = "Walken reveals the scene was filmed at a Utica-based station."
+    cite = lambda n, start: Citation(n, "a.txt", "T", "2025-06-10", start, start + len(quote), quote)  # noqa: E731
+    at = 100 + quote.index("Utica-based station")
+    span = AnswerSpan("Utica-based station", "a.txt", at, at + len("Utica-based station"))
+    a = Answer(
+        text=f"{quote} [1] {quote} [2]",
+        citations=[cite(1, 500), cite(2, 100)],
+        confidence=0.9,
+        abstained=False,
+        span=span,
+    )
+    lines = cli.format_answer(a).splitlines()
+    assert f"short answer: Utica-based station (in [2], characters {span.start}-{span.end})" in lines
+    assert lines[-1] == "confidence: 0.90"
+    picked = Answer(text=f"{quote} [1]", citations=[cite(1, 100)], confidence=0.9, abstained=False)
+    assert not any(line.startswith("short answer") for line in cli.format_answer(picked).splitlines())
