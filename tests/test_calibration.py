@@ -91,3 +91,10 @@ def test_picker_calibration_reports_out_of_fold_rows_and_the_rules_threshold(mak
     assert [r["threshold"] for r in report["rows_out_of_fold"]] == list(THRESHOLDS)
     assert report["suggested_threshold"] in (*THRESHOLDS, None)
     assert report["questions"] == len(qs) and report["in_corpus"] == 3
+    # the in-sample rows are what answer() does with the printed model: each question asked anew
+    fitted = make_engine(seed_corpus, abstain_model=model)
+    conf = {q.id: fitted.answer(q.question, reader="picker").confidence for q in qs}
+    for row in report["rows"]:
+        t = row["threshold"]
+        assert row["answered_in_corpus"] == sum(conf[q.id] >= t for q in qs if q.in_corpus) / 3
+        assert row["refused_out_of_corpus"] == sum(conf[q.id] < t for q in qs if not q.in_corpus) / 3

@@ -591,18 +591,24 @@ def _picker(parts, out: Path) -> int:
     fold, and the threshold the trained reader's rule suggests (``suggest_threshold``)."""
     import numpy as np
 
-    from ..calibration import features, fit_logistic
-    from ..engine import Engine
+    from .. import answering, retrieval
+    from ..calibration import fit_logistic
     from ..evaluation import squad_correct
 
     t0 = time.perf_counter()
     # One row per question, in order: its signals (None when no sentence is a candidate, so the
-    # picker refuses whatever the model), in corpus or not, its fold and its part.
-    feats, inside, fold_of, part_of = [], [], [], []
+    # picker refuses whatever the model), whether the picker's answer, always given, is right, in
+    # corpus or not, its fold and its part. Each question is retrieved once, as ``answer`` does;
+    # the answer's text does not depend on the confidence model, only whether it is given.
+    feats, ok, inside, fold_of, part_of = [], [], [], [], []
     for name, e, sample in parts:
+        index, always = e.index, e.settings.replace(abstain_threshold=-1.0)
         for q in sample:
-            Xq, _ = features(e, [q])
-            feats.append(Xq[0] if len(Xq) else None)
+            hits = retrieval.search(index, e.embedder, e.settings, q.question, 5)
+            cands = answering.candidates(index, hits, q.question, hits.query_vector, e.settings)
+            feats.append(answering.abstain_features(index, hits, q.question, cands[0]) if cands else None)
+            a = answering.build_answer(index, hits, q.question, q.question, always)
+            ok.append(bool(q.in_corpus and squad_correct(a, q)))
             inside.append(1.0 if q.in_corpus else 0.0)
             fold_of.append(_fold(q))
             part_of.append(name)
@@ -614,16 +620,11 @@ def _picker(parts, out: Path) -> int:
         raise InputError("the sample holds only in-corpus or only out-of-corpus questions; raise --questions")
     theta = fit_logistic(X, y)
     model = ",".join(f"{v:.4g}" for v in theta)
-    probs, ok = [], []
-    for _name, sq_engine, sample in parts:
-        always = sq_engine.settings.replace(abstain_model=model, abstain_threshold=-1.0)
-        answering_engine = Engine(always, embedder=sq_engine.embedder)
-        answering_engine._index = sq_engine.index
-        for q in sample:
-            a = answering_engine.answer(q.question, None, 5, reader="picker")
-            probs.append(a.confidence)
-            ok.append(bool(q.in_corpus and squad_correct(a, q)))
-    probs_, ok_ = np.array(probs), np.array(ok)
+    # the confidence ``answer`` gives with this model: the printed coefficients, clamped, to 4 places
+    coef = np.array([float(v) for v in model.split(",")])
+    probs_ = np.zeros(len(feats))
+    probs_[has] = np.round(1.0 / (1.0 + np.exp(-np.clip(X @ coef[1:] + coef[0], -50.0, 50.0))), 4)
+    ok_ = np.array(ok)
     rows = _rows(probs_, in_, ok_)
     names = dict.fromkeys(part_of)
     by_part = {name: _rows(probs_[parts_ == name], in_[parts_ == name], ok_[parts_ == name]) for name in names}
@@ -640,7 +641,7 @@ def _picker(parts, out: Path) -> int:
         "rows_out_of_fold": _rows(oof, in_, ok_),
         "rows_by_corpus_out_of_fold": by_part_oof,
         "suggested_threshold": suggested,
-        "questions": len(probs),
+        "questions": len(probs_),
         "in_corpus": int(in_.sum()),
         "articles": sum(len(e.index.documents) for _, e, _ in parts),
         "embedder": parts[0][1].embedder.model_id,
@@ -657,5 +658,5 @@ def _picker(parts, out: Path) -> int:
         f"suggested abstain_threshold: {suggested} (the lowest refusing >= {REFUSE_AT_LEAST} out of fold "
         "in every kind of corpus but the on-topic ones)"
     )
-    print(f"{len(probs)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
+    print(f"{len(probs_)} held-out training questions ({report['in_corpus']} in corpus); report {out}", file=sys.stderr)
     return 0
