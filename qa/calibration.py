@@ -30,16 +30,23 @@ class Calibration:
         return "\n".join(lines)
 
 
+def signals(engine, question: str, k: int = 5):
+    """(hits, abstention features): ``question`` retrieved as ``engine.answer`` retrieves it, and
+    what the picker's confidence model would weigh (None when no sentence is a candidate)."""
+    index, settings = engine.index, engine.settings
+    hits = retrieval.search(index, engine.embedder, settings, question, k)
+    cands = answering.candidates(index, hits, question, hits.query_vector, settings)
+    return hits, (answering.abstain_features(index, hits, question, cands[0]) if cands else None)
+
+
 def features(engine, questions: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """(X, y): the abstention features ``engine.answer`` would weigh for each question, and 1
     for an in-corpus question. Questions with no candidate sentence are left out."""
-    index, settings, k = engine.index, engine.settings, 5
     X, y = [], []
     for q in questions:
-        hits = retrieval.search(index, engine.embedder, settings, q.question, k)
-        cands = answering.candidates(index, hits, q.question, hits.query_vector, settings)
-        if cands:
-            X.append(answering.abstain_features(index, hits, q.question, cands[0]))
+        _, f = signals(engine, q.question)
+        if f is not None:
+            X.append(f)
             y.append(1.0 if q.in_corpus else 0.0)
     return np.array(X, dtype=np.float64), np.array(y, dtype=np.float64)
 

@@ -591,8 +591,8 @@ def _picker(parts, out: Path) -> int:
     fold, and the threshold the trained reader's rule suggests (``suggest_threshold``)."""
     import numpy as np
 
-    from .. import answering, retrieval
-    from ..calibration import fit_logistic
+    from ..answering import build_answer
+    from ..calibration import fit_logistic, signals
     from ..evaluation import squad_correct
 
     t0 = time.perf_counter()
@@ -602,12 +602,11 @@ def _picker(parts, out: Path) -> int:
     # the answer's text does not depend on the confidence model, only whether it is given.
     feats, ok, inside, fold_of, part_of = [], [], [], [], []
     for name, e, sample in parts:
-        index, always = e.index, e.settings.replace(abstain_threshold=-1.0)
+        always = e.settings.replace(abstain_threshold=-1.0)
         for q in sample:
-            hits = retrieval.search(index, e.embedder, e.settings, q.question, 5)
-            cands = answering.candidates(index, hits, q.question, hits.query_vector, e.settings)
-            feats.append(answering.abstain_features(index, hits, q.question, cands[0]) if cands else None)
-            a = answering.build_answer(index, hits, q.question, q.question, always)
+            hits, f = signals(e, q.question)
+            feats.append(f)
+            a = build_answer(e.index, hits, q.question, q.question, always)
             ok.append(bool(q.in_corpus and squad_correct(a, q)))
             inside.append(1.0 if q.in_corpus else 0.0)
             fold_of.append(_fold(q))
