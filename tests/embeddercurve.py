@@ -1,6 +1,6 @@
 """The int8 onnx embedder against the float sentence-transformers one, on the SQuAD protocol, with
 the refusal threshold taken out of the comparison. Not a test (it takes 10-20 minutes: the
-sentence-transformers build is slow); its figures are in the README.
+sentence-transformers build is slow); its figures are in docs/quality.md.
 
     python tests/embeddercurve.py [--reader picker] [--cache DIR] [--sample N]
 

@@ -1,5 +1,5 @@
 """How follow-up questions fare against the same questions asked in full, on held-out SQuAD *train*
-articles (never the benchmark). Not a test (it takes minutes); its figures are in the README.
+articles (never the benchmark). Not a test (it takes minutes); its figures are in docs/reader.md.
 
     python tests/followupbench.py [N] [--reader trained|picker] [--threshold T] [--seed S]
 

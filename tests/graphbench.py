@@ -1,6 +1,6 @@
 """How well and how fast different graphs of the trained reader read: the shipped int8 graph, int8
 graphs with some layers kept in float, and torch float. Not a test (it takes minutes); its figures
-are in the README.
+are in docs/reader.md.
 
     python tests/graphbench.py [N] [--seed S] [--variants DIR]
 

@@ -1,6 +1,6 @@
 """How fast the trained reader reads, by how its windows run: one padded batch on one thread (as it
 was), one window at a time on one thread, one window at a time shared out over two threads (the
-default). Not a test (it takes minutes); its figures are in the README.
+default). Not a test (it takes minutes); its figures are in docs/reader.md.
 
     python tests/readerbench.py [N] [--busy]
 

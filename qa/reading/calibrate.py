@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also ask N questions as follow-ups, in and out of corpus: the article's title turned into "
         "it/its, after a first turn on the same article, as a chat asks them (half in the small corpora); "
         f"never of the articles of fold {BENCH_FOLD}, which tests/followupbench.py measures on (default 0: none; "
-        "800 measured: in-full refusal out of fold fell, see the README)",
+        "800 measured: in-full refusal out of fold fell, see docs/reader.md)",
     )
     p.add_argument(
         "--on-topic",
