@@ -1565,3 +1565,29 @@ def test_followupbench_turns_the_title_into_a_pronoun_after_a_first_turn_on_the_
     dell = _fold(questions[0])  # only the articles of one calibration fold
     assert follow_ups(questions, 10, seed=1, fold=dell) == asked
     assert follow_ups(questions, 10, seed=1, fold=(dell + 1) % FOLDS) == []
+
+
+def test_question_batches_keep_each_questions_windows_together():
+    groups = [[("a",)] * 3, [("b",)] * 1, [("c",)] * 2, [("d",)] * 4]
+    order, group_of = train.question_batches(groups, per_step=2, seed=0)
+    assert order == [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9]]
+    assert group_of == [0, 0, 0, 1, 2, 2, 3, 3, 3, 3]
+
+
+def test_shared_loss_is_normalized_over_all_of_a_questions_windows():
+    """Two windows of one question, the answer in the second: the loss is -log of the softmax mass
+    on the gold tokens over the passage tokens of both windows, not of the second alone; a question
+    whose windows all say no-answer adds nothing."""
+    types = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [0, 1, 1, 1]])
+    mask = torch.ones_like(types)
+    s = torch.tensor([[9.0, 0.0, 2.0, 1.0], [9.0, 0.0, 0.0, 3.0], [0.0, 5.0, 5.0, 5.0]])
+    e = s.clone()
+    starts = torch.tensor([rm.NO_ANSWER, 3, rm.NO_ANSWER])
+    ends = torch.tensor([rm.NO_ANSWER, 3, rm.NO_ANSWER])
+    loss = train.shared_loss(s, e, types, mask, starts, ends, [0, 0, 1])
+    passage = torch.tensor([2.0, 1.0, 0.0, 3.0])  # the [CLS] and question tokens (9, 0) take no part
+    expected = torch.logsumexp(passage, 0) - 3.0
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    per_window = torch.logsumexp(torch.tensor([0.0, 3.0]), 0) - 3.0
+    assert float(loss) > float(per_window)  # the first window's tokens compete too
+    assert train.shared_loss(s[2:], e[2:], types[2:], mask[2:], starts[2:], ends[2:], [1]) is None

@@ -11,6 +11,14 @@ paragraph of the same article (a hard negative, also ``[CLS]``). Batches hold wi
 length (less padding). A checkpoint (network, optimizer, schedule, step, curve) is written every
 ``--eval-every`` steps after a validation pass, so a killed run resumes where it was (``--resume``).
 At the end the weights and the model card go to ``--export`` (default: the package's weights).
+
+``--retrieved K`` trains on what the reader reads when it answers instead: closed corpora of
+training articles (``fit-rerank``'s, none of the held-out ones) are indexed, each of their questions
+is searched as ``answer`` searches, and its top K passages are read together. Besides the
+per-window loss, a second one is normalized over the passage tokens of all the question's windows
+at once ("shared normalization", Clark & Gardner 2018), so that span scores compare across
+passages as the reader compares them. This mode needs the engine (the index and what it stands
+on), so it runs here, not on a bare GPU image.
 """
 
 from __future__ import annotations
@@ -135,6 +143,85 @@ def training_pairs(questions: list[Question], negatives: float, rng: random.Rand
             if others:
                 pairs.append((q.question, rng.choice(others), -1, -1))
     return pairs
+
+
+def retrieved_groups(args: argparse.Namespace, tokenizer, config: rm.WindowConfig, held_titles: set[str]):
+    """``--retrieved``: per training question (shuffled by ``--shuffle-seed`` or ``--seed``, cut to
+    ``--questions``), the windows of its top K passages as ``answer`` retrieves them, each labelled
+    with the gold answer where the passage holds it at its offset, else no-answer."""
+    from ..engine import Engine
+    from ..evaluation import squad_engine
+    from ..rerank_fit import training_corpora
+    from ..retrieval import search
+    from ..settings import Settings
+
+    engine = Engine(Settings.from_env())
+    work = Path.home() / ".cache" / "qa-eval" / "rerank-fit"
+    work.mkdir(parents=True, exist_ok=True)
+    asked = []
+    for data in training_corpora(args.data, held_titles, 2, 48, 2026):  # fit-rerank's corpora (cached there)
+        path = work / f"{data['version']}-48.json"
+        if not path.is_file():
+            path.write_text(json.dumps(data), encoding="utf-8")
+        sq, questions, _ = squad_engine(path, work, engine)
+        asked += [(sq, q) for q in questions if q.in_corpus]
+    random.Random(args.seed if args.shuffle_seed is None else args.shuffle_seed).shuffle(asked)
+    asked = asked[args.offset :]
+    if args.questions:
+        asked = asked[: args.questions]
+    groups = []
+    for sq, q in asked:
+        hits = search(sq.index, sq.embedder, sq.settings, q.question, args.retrieved)
+        pairs = []
+        for p in hits.passages:
+            s = e = -1
+            if p.source == q.source:
+                for off, ans in zip(q.offsets, q.answers, strict=True):
+                    if p.start <= off and off + len(ans) <= p.end:
+                        s, e = off - p.start, off - p.start + len(ans)
+                        break
+            pairs.append((q.question, p.text, s, e))
+        groups.append(featurize(tokenizer, pairs, config))
+    return groups
+
+
+def shared_loss(s_logits, e_logits, types, mask, starts, ends, groups: list[int]):
+    """Mean over the batch's questions holding the answer somewhere of -log(the softmax mass, over
+    the passage tokens of all the question's windows together, on its gold start), and the same for
+    the end, halved. ``groups[r]`` is the question of row r (rows of a question are consecutive)."""
+    import torch
+
+    total, n, r = 0.0, 0, 0
+    while r < len(groups):
+        q_end = r
+        while q_end < len(groups) and groups[q_end] == groups[r]:
+            q_end += 1
+        rows = slice(r, q_end)
+        pos = [i for i in range(r, q_end) if int(starts[i]) != rm.NO_ANSWER]
+        if pos:
+            cand = (types[rows] == 1) & (mask[rows] == 1)
+            width = s_logits.shape[1]
+            for logits, gold_at in ((s_logits, starts), (e_logits, ends)):
+                flat = logits[rows].masked_fill(~cand, -1e4).reshape(-1)
+                gold = torch.stack([flat[(i - r) * width + int(gold_at[i])] for i in pos])
+                total = total + (torch.logsumexp(flat, 0) - torch.logsumexp(gold, 0)) / 2
+            n += 1
+        r = q_end
+    return total / n if n else None
+
+
+def question_batches(groups: list[list], per_step: int, seed: int) -> tuple[list[list[int]], list[int]]:
+    """Batches of window indices, ``per_step`` whole questions each (in the groups' order: they are
+    shuffled already), and the question of every window."""
+    group_of, starts, at = [], [], 0
+    for g, windows in enumerate(groups):
+        starts.append(at)
+        group_of.extend([g] * len(windows))
+        at += len(windows)
+    out = []
+    for b in range(0, len(groups), per_step):
+        out.append([starts[g] + i for g in range(b, min(b + per_step, len(groups))) for i in range(len(groups[g]))])
+    return out, group_of
 
 
 def batches(n_features: int, lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
@@ -268,6 +355,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-steps", type=int, default=0, help="stop after this many steps (a probe; 0: the whole schedule)"
     )
+    p.add_argument(
+        "--retrieved",
+        type=int,
+        default=0,
+        metavar="K",
+        help="train on each question's top K retrieved passages (closed corpora of training articles) with a loss "
+        "shared over their windows, besides the per-window one (0: gold paragraphs and random negatives)",
+    )
+    p.add_argument("--shared-weight", type=float, default=1.0, help="--retrieved: weight of the shared loss")
+    p.add_argument("--question-batch", type=int, default=5, help="--retrieved: questions per step (all their windows)")
     p.add_argument("--no-onnx", action="store_true", help="write the weights and card only (export the graph later)")
     p.add_argument(
         "--export-from",
@@ -454,7 +551,13 @@ def main(args: argparse.Namespace) -> int:
     train_q, held_q, val_q, final_q = plan.train, plan.held_out, plan.validation, plan.final
     train_articles, held_articles = plan.train_articles, plan.held_out_articles
     t0 = time.time()
-    features = featurize(tokenizer, plan.pairs, config)
+    group_of: list[int] = []
+    if args.retrieved:
+        groups = retrieved_groups(args, tokenizer, config, held_articles)
+        features = [f for g in groups for f in g]
+        train_q = [None] * len(groups)  # counted below as questions
+    else:
+        features = featurize(tokenizer, plan.pairs, config)
     lengths = [len(f[0]) for f in features]
     positives = sum(1 for f in features if f[2] != rm.NO_ANSWER)
     print(
@@ -464,7 +567,11 @@ def main(args: argparse.Namespace) -> int:
         f"{torch.get_num_threads()} threads, {device}",
         file=sys.stderr,
     )
-    steps_per_epoch = math.ceil(len(features) / args.batch_size)
+    if args.retrieved:
+        by_question, group_of = question_batches(groups, args.question_batch, plan.order_seed)
+        steps_per_epoch = len(by_question)
+    else:
+        steps_per_epoch = math.ceil(len(features) / args.batch_size)
     total = max(1, int(steps_per_epoch * args.epochs))
     network = rm.build_network(args.base_model).float()
     previous = None
@@ -500,7 +607,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"resumed at step {step} ({trained_seconds / 60:.1f} min trained)", file=sys.stderr)
     order: list[list[int]] = []
     for e in range(math.ceil(args.epochs)):
-        order.extend(batches(len(features), lengths, args.batch_size, plan.order_seed + 100 + e))
+        if args.retrieved:
+            order.extend(by_question)
+        else:
+            order.extend(batches(len(features), lengths, args.batch_size, plan.order_seed + 100 + e))
     order = order[:total]
     stop = min(total, args.max_steps) if args.max_steps else total
 
@@ -550,6 +660,18 @@ def main(args: argparse.Namespace) -> int:
                 torch.nn.functional.cross_entropy(s_logits, starts.to(device))
                 + torch.nn.functional.cross_entropy(e_logits, ends.to(device))
             ) / 2
+            if args.retrieved:
+                shared = shared_loss(
+                    s_logits,
+                    e_logits,
+                    types.to(device),
+                    mask.to(device),
+                    starts,
+                    ends,
+                    [group_of[i] for i in order[step]],
+                )
+                if shared is not None:
+                    loss = loss + args.shared_weight * shared
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
             opt.step()
@@ -587,6 +709,15 @@ def main(args: argparse.Namespace) -> int:
             "lr": args.lr,
             "epochs": args.epochs,
             "negatives": args.negatives,
+            **(
+                {
+                    "retrieved": args.retrieved,
+                    "shared_weight": args.shared_weight,
+                    "question_batch": args.question_batch,
+                }
+                if args.retrieved
+                else {}
+            ),
             "precision": precision,
             "device": f"cuda, {torch.cuda.get_device_name()}"
             if device == "cuda"
