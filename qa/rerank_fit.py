@@ -16,9 +16,7 @@ the fit never sees. A person puts the printed model in ``qa/settings.py``.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -127,20 +125,6 @@ def recall(lists: list[tuple[np.ndarray, np.ndarray]], score, ks=KS) -> dict[str
     return {f"R@{k}": round(hits[k] / max(1, len(lists)), 4) for k in ks}
 
 
-def training_corpora(data_folder: Path, held_titles: set[str], n: int, size: int, seed: int) -> list[dict]:
-    """``n`` disjoint seeded samples of ``size`` SQuAD train articles, none of ``held_titles``."""
-    with gzip.open(data_folder / "train-v1.1.json.gz", "rt", encoding="utf-8") as f:
-        data = json.load(f)
-    pool = [a for a in data["data"] if a["title"] not in held_titles]
-    if n < 1 or size < 6 or n * size > len(pool):
-        raise InputError(
-            f"--corpora × --articles must be at least 1 × 6 and at most {len(pool)} articles. "
-            f"Currently, it is {n} × {size}."
-        )
-    picked = random.Random(seed).sample(pool, n * size)
-    return [{"version": f"rerank-fit-{seed}-{i}", "data": picked[i * size : (i + 1) * size]} for i in range(n)]
-
-
 def _lists(engine, questions, desc: str) -> list[tuple[np.ndarray, np.ndarray]]:
     from tqdm.auto import tqdm
 
@@ -154,7 +138,7 @@ def main(args: argparse.Namespace, engine) -> int:
     from .evaluation import squad_engine
     from .reading import model as rm
     from .reading.calibrate import held_out_squad
-    from .reading.train import load_squad_train, split_articles
+    from .reading.train import load_squad_train, split_articles, training_corpora
 
     t0 = time.perf_counter()
     card = rm.read_card(Path(engine.settings.reader_weights) if engine.settings.reader_weights else rm.WEIGHTS_DIR)

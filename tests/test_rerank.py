@@ -130,7 +130,7 @@ def _squad_gz(folder, n: int) -> None:
 
 
 def test_training_corpora_are_seeded_disjoint_and_leave_the_held_out_articles_out(tmp_path):
-    from qa.rerank_fit import training_corpora
+    from qa.reading.train import training_corpora
 
     _squad_gz(tmp_path, 30)
     held = {"T0", "T1", "T2"}

@@ -145,13 +145,26 @@ def training_pairs(questions: list[Question], negatives: float, rng: random.Rand
     return pairs
 
 
+def training_corpora(data_folder: Path, held_titles: set[str], n: int, size: int, seed: int) -> list[dict]:
+    """``n`` disjoint seeded samples of ``size`` SQuAD train articles, none of ``held_titles``."""
+    with gzip.open(data_folder / "train-v1.1.json.gz", "rt", encoding="utf-8") as f:
+        data = json.load(f)
+    pool = [a for a in data["data"] if a["title"] not in held_titles]
+    if n < 1 or size < 6 or n * size > len(pool):
+        raise InputError(
+            f"--corpora × --articles must be at least 1 × 6 and at most {len(pool)} articles. "
+            f"Currently, it is {n} × {size}."
+        )
+    picked = random.Random(seed).sample(pool, n * size)
+    return [{"version": f"rerank-fit-{seed}-{i}", "data": picked[i * size : (i + 1) * size]} for i in range(n)]
+
+
 def retrieved_groups(args: argparse.Namespace, tokenizer, config: rm.WindowConfig, held_titles: set[str]):
     """``--retrieved``: per training question (shuffled by ``--shuffle-seed`` or ``--seed``, cut to
     ``--questions``), the windows of its top K passages as ``answer`` retrieves them, each labelled
     with the gold answer where the passage holds it at its offset, else no-answer."""
     from ..engine import Engine
     from ..evaluation import squad_engine
-    from ..rerank_fit import training_corpora
     from ..retrieval import search
     from ..settings import Settings
 
@@ -560,8 +573,15 @@ def main(args: argparse.Namespace) -> int:
         features = featurize(tokenizer, plan.pairs, config)
     lengths = [len(f[0]) for f in features]
     positives = sum(1 for f in features if f[2] != rm.NO_ANSWER)
+    source = (
+        f"the top {args.retrieved} passages of fit-rerank's 96 articles"
+        if args.retrieved
+        else f"{len(train_articles)} articles"
+    )
     print(
-        f"data: {len(train_q)} questions from {len(train_articles)} articles -> {len(features)} windows "
+        f"data: {len(train_q)} questions from "
+        f"{source}"
+        f" -> {len(features)} windows "
         f"({positives} holding the answer), {sum(lengths)} tokens; featurized in {time.time() - t0:.0f}s; "
         f"held out: {len(held_q)} questions of {len(held_articles)} articles; precision {precision}, "
         f"{torch.get_num_threads()} threads, {device}",
