@@ -29,12 +29,16 @@ KS = (1, 3, 5, 10)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .reading.train import DEFAULT_DATA
+    from .reading.train import DEFAULT_DATA, FIT_ARTICLES, FIT_CORPORA, FIT_SEED
 
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding train-v1.1.json.gz")
-    p.add_argument("--corpora", type=int, default=2, help="training corpora to fit on (default 2)")
-    p.add_argument("--articles", type=int, default=48, help="SQuAD train articles per corpus (default 48)")
-    p.add_argument("--seed", type=int, default=2026, help="seed of the article sample")
+    p.add_argument(
+        "--corpora", type=int, default=FIT_CORPORA, help=f"training corpora to fit on (default {FIT_CORPORA})"
+    )
+    p.add_argument(
+        "--articles", type=int, default=FIT_ARTICLES, help=f"SQuAD train articles per corpus (default {FIT_ARTICLES})"
+    )
+    p.add_argument("--seed", type=int, default=FIT_SEED, help="seed of the article sample")
     p.add_argument("--l2", type=float, default=1e-2, help="L2 penalty on the standardised weights")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qa-eval", help="corpus and index folder")
     p.add_argument("--out", type=Path, default=Path("artifacts") / "rerank-fit.json", help="JSON report")
@@ -138,21 +142,18 @@ def main(args: argparse.Namespace, engine) -> int:
     from .evaluation import squad_engine
     from .reading import model as rm
     from .reading.calibrate import held_out_squad
-    from .reading.train import load_squad_train, split_articles, training_corpora
+    from .reading.train import load_squad_train, split_articles, training_engines
 
     t0 = time.perf_counter()
     card = rm.read_card(Path(engine.settings.reader_weights) if engine.settings.reader_weights else rm.WEIGHTS_DIR)
     _, held_titles = split_articles(
         load_squad_train(args.data), int(card.get("held_out", {}).get("articles", 40)), int(card.get("seed", 13))
     )
-    work = args.cache / "rerank-fit"
-    work.mkdir(parents=True, exist_ok=True)
     train: list = []
-    for data in training_corpora(args.data, set(held_titles), args.corpora, args.articles, args.seed):
-        path = work / f"{data['version']}-{args.articles}.json"
-        path.write_text(json.dumps(data), encoding="utf-8")
-        sq, questions, _ = squad_engine(path, work, engine)
-        train += _lists(sq, questions, data["version"])
+    for name, sq, questions in training_engines(
+        args.data, set(held_titles), args.cache, engine, args.corpora, args.articles, args.seed
+    ):
+        train += _lists(sq, questions, name)
     held_path = args.cache / "reader-calibration" / f"heldout-seed{card.get('seed')}.json"
     held_path.parent.mkdir(parents=True, exist_ok=True)
     held_path.write_text(json.dumps(held_out_squad(args.data, card)), encoding="utf-8")

@@ -159,25 +159,43 @@ def training_corpora(data_folder: Path, held_titles: set[str], n: int, size: int
     return [{"version": f"rerank-fit-{seed}-{i}", "data": picked[i * size : (i + 1) * size]} for i in range(n)]
 
 
+FIT_CORPORA, FIT_ARTICLES, FIT_SEED = 2, 48, 2026  # fit-rerank's training corpora, which --retrieved reads too
+
+
+def training_engines(
+    data_folder: Path, held_titles: set[str], cache: Path, engine, n=FIT_CORPORA, size=FIT_ARTICLES, seed=FIT_SEED
+) -> list[tuple[str, object, list]]:
+    """(name, engine, questions) over each of ``training_corpora``'s closed corpora, by the
+    benchmark's protocol, indexed under ``cache``/rerank-fit (an index is reused when up to date)."""
+    from ..evaluation import squad_engine
+
+    work = cache / "rerank-fit"
+    work.mkdir(parents=True, exist_ok=True)
+    out = []
+    for data in training_corpora(data_folder, held_titles, n, size, seed):
+        path = work / f"{data['version']}-{size}.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        sq, questions, _ = squad_engine(path, work, engine)
+        out.append((data["version"], sq, questions))
+    return out
+
+
 def retrieved_groups(args: argparse.Namespace, tokenizer, config: rm.WindowConfig, held_titles: set[str]):
     """``--retrieved``: per training question (shuffled by ``--shuffle-seed`` or ``--seed``, cut to
     ``--questions``), the windows of its top K passages as ``answer`` retrieves them, each labelled
     with the gold answer where the passage holds it at its offset, else no-answer."""
     from ..engine import Engine
-    from ..evaluation import squad_engine
+    from ..evaluation import DEFAULT_CACHE
     from ..retrieval import search
     from ..settings import Settings
 
     engine = Engine(Settings.from_env())
-    work = Path.home() / ".cache" / "qa-eval" / "rerank-fit"
-    work.mkdir(parents=True, exist_ok=True)
-    asked = []
-    for data in training_corpora(args.data, held_titles, 2, 48, 2026):  # fit-rerank's corpora (cached there)
-        path = work / f"{data['version']}-48.json"
-        if not path.is_file():
-            path.write_text(json.dumps(data), encoding="utf-8")
-        sq, questions, _ = squad_engine(path, work, engine)
-        asked += [(sq, q) for q in questions if q.in_corpus]
+    asked = [
+        (sq, q)
+        for _, sq, questions in training_engines(args.data, held_titles, DEFAULT_CACHE, engine)
+        for q in questions
+        if q.in_corpus
+    ]
     random.Random(args.seed if args.shuffle_seed is None else args.shuffle_seed).shuffle(asked)
     asked = asked[args.offset :]
     if args.questions:
@@ -223,7 +241,7 @@ def shared_loss(s_logits, e_logits, types, mask, starts, ends, groups: list[int]
     return total / n if n else None
 
 
-def question_batches(groups: list[list], per_step: int, seed: int) -> tuple[list[list[int]], list[int]]:
+def question_batches(groups: list[list], per_step: int) -> tuple[list[list[int]], list[int]]:
     """Batches of window indices, ``per_step`` whole questions each (in the groups' order: they are
     shuffled already), and the question of every window."""
     group_of, starts, at = [], [], 0
@@ -568,27 +586,25 @@ def main(args: argparse.Namespace) -> int:
     if args.retrieved:
         groups = retrieved_groups(args, tokenizer, config, held_articles)
         features = [f for g in groups for f in g]
-        train_q = [None] * len(groups)  # counted below as questions
     else:
         features = featurize(tokenizer, plan.pairs, config)
     lengths = [len(f[0]) for f in features]
     positives = sum(1 for f in features if f[2] != rm.NO_ANSWER)
+    n_questions = len(groups) if args.retrieved else len(train_q)
     source = (
-        f"the top {args.retrieved} passages of fit-rerank's 96 articles"
+        f"the top {args.retrieved} passages of fit-rerank's corpora"
         if args.retrieved
         else f"{len(train_articles)} articles"
     )
     print(
-        f"data: {len(train_q)} questions from "
-        f"{source}"
-        f" -> {len(features)} windows "
+        f"data: {n_questions} questions from {source} -> {len(features)} windows "
         f"({positives} holding the answer), {sum(lengths)} tokens; featurized in {time.time() - t0:.0f}s; "
         f"held out: {len(held_q)} questions of {len(held_articles)} articles; precision {precision}, "
         f"{torch.get_num_threads()} threads, {device}",
         file=sys.stderr,
     )
     if args.retrieved:
-        by_question, group_of = question_batches(groups, args.question_batch, plan.order_seed)
+        by_question, group_of = question_batches(groups, args.question_batch)
         steps_per_epoch = len(by_question)
     else:
         steps_per_epoch = math.ceil(len(features) / args.batch_size)
@@ -719,7 +735,7 @@ def main(args: argparse.Namespace) -> int:
         **({"shuffle_seed": args.shuffle_seed} if args.shuffle_seed is not None else {}),
         "window": asdict(config),
         "training": {
-            "questions": len(train_q),
+            "questions": n_questions,
             "offset": args.offset,
             "init": str(args.init) if args.init else None,
             "windows": len(features),
