@@ -1591,3 +1591,12 @@ def test_shared_loss_is_normalized_over_all_of_a_questions_windows():
     per_window = torch.logsumexp(torch.tensor([0.0, 3.0]), 0) - 3.0
     assert float(loss) > float(per_window)  # the first window's tokens compete too
     assert train.shared_loss(s[2:], e[2:], types[2:], mask[2:], starts[2:], ends[2:], [1]) is None
+
+
+def test_model_card_says_what_a_step_held():
+    """A gold-paragraph run's step is a batch of windows; a --retrieved run's is whole questions."""
+    plain = rm.model_card_markdown({"training": {"steps": 10, "batch_size": 32}})
+    assert "10 steps of 32," in plain
+    retrieved = rm.model_card_markdown({"training": {"steps": 7, "retrieved": 5, "question_batch": 4}})
+    assert "7 steps of 4 questions (the windows of their top 5 retrieved passages)," in retrieved
+    assert "steps of ?" not in retrieved

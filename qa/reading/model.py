@@ -197,6 +197,13 @@ def save_weights(network, folder: Path, card: dict[str, Any], onnx: bool = True,
     return weights
 
 
+def _step_size(training: dict[str, Any]) -> str:
+    """What one step of a card's training took: a batch of windows, or (``--retrieved``) whole questions."""
+    if "retrieved" in training:
+        return f"{training.get('question_batch', '?')} questions (the windows of their top {training['retrieved']} retrieved passages)"
+    return str(training.get("batch_size", "?"))
+
+
 def model_card_markdown(card: dict[str, Any]) -> str:
     """A short human-readable model card from the JSON one."""
     t = card.get("training", {})
@@ -214,7 +221,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- **License**: {card.get('license', '')}",
         f"- **Command**: `{card.get('command', '')}`, seed {card.get('seed')}",
         f"- **Training**: {t.get('questions', '?')} questions, {t.get('windows', '?')} windows, "
-        f"{t.get('steps', '?')} steps of {t.get('batch_size', '?')}, lr {t.get('lr', '?')}, {t.get('precision', '?')}, "
+        f"{t.get('steps', '?')} steps of {_step_size(t)}, lr {t.get('lr', '?')}, {t.get('precision', '?')}, "
         f"{t.get('device', '?')}, {t.get('minutes', '?')} min",
         *(
             f"- **Started from** stage {i}: `{st.get('command')}`, {st.get('training', {}).get('questions', '?')} "

@@ -653,7 +653,7 @@ def main(args: argparse.Namespace) -> int:
     def checkpoint(final: bool = False) -> None:
         metrics = validate(network, tokenizer, val_q, config, device)
         curve.append(
-            {"step": step, "minutes": round(trained_seconds / 60, 2), "windows_seen": step * args.batch_size, **metrics}
+            {"step": step, "minutes": round(trained_seconds / 60, 2), "windows_seen": sum(map(len, order[:step])), **metrics}
         )
         print(f"\nstep {step}/{total}: validation EM {metrics['em']:.3f} F1 {metrics['f1']:.3f}", file=sys.stderr)
         tmp = ckpt.with_suffix(".tmp")
@@ -741,10 +741,8 @@ def main(args: argparse.Namespace) -> int:
             "windows": len(features),
             "steps": step,
             "of_steps": total,
-            "batch_size": args.batch_size,
             "lr": args.lr,
             "epochs": args.epochs,
-            "negatives": args.negatives,
             **(
                 {
                     "retrieved": args.retrieved,
@@ -752,7 +750,7 @@ def main(args: argparse.Namespace) -> int:
                     "question_batch": args.question_batch,
                 }
                 if args.retrieved
-                else {}
+                else {"batch_size": args.batch_size, "negatives": args.negatives}
             ),
             "precision": precision,
             "device": f"cuda, {torch.cuda.get_device_name()}"
