@@ -160,7 +160,7 @@ class Settings:
         6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
     reader_rank_model: str = _s(
-        "0.0571,-0.2729,0.09283,4.454,-1.422,-0.8632,0.3845,0.1366,0.7037,-0.1893,-0.1048,0.002573,0.4302,-1.028",
+        "1.769,-0.1632,0.08339,4.297,-0.8687,-0.8793,-0.4904,1.078,0.4993,-0.008235,-0.339,0.07661,0.3199,-1.047",
         "Trained reader: how it chooses among its span guesses, a logistic model fitted by `python -m qa "
         "calibrate-reader` (intercept, then weights of the features listed at `reading.trained.rank_features`); "
         "empty: by span score plus `reader_w_passage`.",
@@ -180,13 +180,13 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-7.785,0.02714,0.08616,0.1166,-0.0703,3.337,0.5449,0.4291,-0.4832,-2.716,4.916,0",
+        "-4.659,0.09577,0.07624,0.06163,-0.05461,3.925,0.05698,0.6853,-0.4901,-2.641,4.22,0",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage, the best passage's "
         "retrieval score, 1 for a follow-up read with its rewrite from the history.",
     )
-    reader_abstain_threshold: float = _s(0.7, "Trained reader: abstain when its confidence is below this.")
+    reader_abstain_threshold: float = _s(0.6, "Trained reader: abstain when its confidence is below this.")
 
     def __post_init__(self) -> None:
         """Every value checked when the settings are made (from code, ``QA_*`` or the CLI alike):

@@ -21,14 +21,12 @@ DEV_SET = SHARED / "eval" / "severance_dev.jsonl"
 # guesses; nothing was tuned to them (the dev set is for checking, not fitting).
 DEV_KNOWN_MISSES = {
     "trained": {
-        "dev-07": "the network's best span is '50' (years of friendship, another article); '66' in 'the actor, "
-        "66, said', a sentence that names Turturro only as 'the actor', scores 1.7 against 9.3",
-        "dev-08": "the network's best span is 'Patricia Arquette' in the cast list that names Adam Scott; 'Mark' "
-        "in 'Scott -- who plays Mark --' scores 2.4 against 11.8",
+        "dev-07": "the chosen span is '50' (years of friendship, another article); '66' in 'the actor, 66, said', "
+        "a sentence that names Turturro only as 'the actor', is not among the guesses the rank model prefers",
+        "dev-08": "the chosen span is 'actor' in 'actor Adam Scott announced that he was back to filming'; 'Mark' "
+        "in 'Scott -- who plays Mark --' is not chosen",
         "dev-10": "the rank model chooses 'Rachel Smith' (from 'the premiere of Prime Video's Mr. & Mrs. Smith') "
         "over 'The show stars Community alum Donald Glover and PEN15 star Maya Erskine'",
-        "dev-11": "refused: the right span ('the outside version of a Lumon employee') at confidence 0.69 "
-        "against the threshold 0.7 its rule chose on held-out SQuAD train articles",
     },
     "picker": {
         "dev-04": "refused: its confidence model, fitted on held-out SQuAD train articles (calibrate-reader "
