@@ -1355,6 +1355,73 @@ def test_training_runs_on_a_machine_without_the_engines_dependencies():
         _ = qa.no_such_thing
 
 
+# Three questions' top 2 passages, a passage shared between two of them (stored once in a file).
+SEARCHED = [
+    [PAIRS[0], ("Who plays Irving?", PAIRS[2][1], -1, -1)],
+    [PAIRS[1], ("Where was the farewell filmed?", PAIRS[0][1], -1, -1)],
+    [PAIRS[2], ("Which film did he promote?", PAIRS[0][1], -1, -1)],
+]
+HELD = {"Ardel0", "Ardel1"}
+
+
+def _retrieved_args(tmp_path, **kw):
+    base = dict(retrieved=2, seed=13, held_out_articles=2, shuffle_seed=7, offset=0, questions=0)
+    return SimpleNamespace(**{**base, "dump_retrieved": tmp_path / "retrieved.json.gz", **kw})
+
+
+def test_dumped_retrieved_passages_give_the_windows_searching_gives(tmp_path, monkeypatch, tokenizer):
+    """--dump-retrieved writes what --retrieved would search; --retrieved-from reads it back as the
+    same questions in the same shuffled order, so training sees the same windows."""
+    monkeypatch.setattr(train, "_searched", lambda args, held: (len(SEARCHED), lambda i: SEARCHED[i]))
+    args = _retrieved_args(tmp_path)
+    assert train.dump_retrieved(args, HELD) == 0
+    assert not list(tmp_path.glob("*.tmp")), "written whole, then renamed"
+    k, n, pairs_of = train.read_retrieved(args.dump_retrieved, 0, HELD)
+    assert (k, n) == (2, 3) and [pairs_of(i) for i in range(n)] == SEARCHED
+    import gzip
+
+    with gzip.open(args.dump_retrieved, "rt", encoding="utf-8") as f:
+        stored = json.load(f)
+    assert len(stored["passages"]) == 3, "each passage text once"
+    config = rm.WindowConfig(max_length=40, stride=10)
+    for kw in ({}, {"offset": 1}, {"questions": 2}, {"shuffle_seed": None}):
+        a = _retrieved_args(tmp_path, **kw)
+        searched = train.retrieved_groups(a, tokenizer, config, HELD)
+        from_file = train.retrieved_groups(a, tokenizer, config, HELD, (n, pairs_of))
+        assert from_file == searched, kw
+    everything = train.retrieved_groups(_retrieved_args(tmp_path), tokenizer, config, HELD)
+    assert (
+        len(everything) == 3
+        and len(train.retrieved_groups(_retrieved_args(tmp_path, offset=1), tokenizer, config, HELD)) == 2
+    )
+    order = list(range(3))
+    random.Random(7).shuffle(order)
+    assert everything == [train.featurize(tokenizer, SEARCHED[i], config) for i in order], "shuffled by --shuffle-seed"
+
+
+def test_a_retrieved_file_that_does_not_fit_the_run_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "_searched", lambda args, held: (len(SEARCHED), lambda i: SEARCHED[i]))
+    args = _retrieved_args(tmp_path)
+    train.dump_retrieved(args, HELD)
+    with pytest.raises(InputError, match=r"another held-out split .*13 / 2"):
+        train.read_retrieved(args.dump_retrieved, 2, {"Ardel0", "Ardel5"})
+    with pytest.raises(
+        InputError, match=r"--retrieved must match --retrieved-from's 2 passages a question\. Currently, it is 5\."
+    ):
+        train.read_retrieved(args.dump_retrieved, 5, HELD)
+    plain = tmp_path / "plain.json.gz"
+    plain.write_text("not gzip")
+    with pytest.raises(InputError, match="plain.json.gz' cannot be read: Not a gzipped file"):
+        train.read_retrieved(plain, 2, HELD)
+    import gzip
+
+    other = tmp_path / "other.json.gz"
+    with gzip.open(other, "wt") as f:
+        json.dump({"questions": []}, f)
+    with pytest.raises(InputError, match="other.json.gz' is not one"):
+        train.read_retrieved(other, 2, HELD)
+
+
 def test_collate_pads_to_a_multiple_of_16():
     feats = [
         (list(range(1, 18)), [0] * 5 + [1] * 12, 7, 9),

@@ -203,6 +203,45 @@ def _tiny_squad(folder, articles: int = 6):
     return folder
 
 
+def test_train_on_retrieved_passages_from_a_file_without_the_engine(tmp_path, monkeypatch):
+    """What a lent GPU without the engine does: --retrieved-from a --dump-retrieved file, with
+    orjson (which the index needs) unimportable; the card names the file."""
+    import argparse
+    import json
+    import subprocess
+    import sys
+
+    from qa.reading import train
+
+    data = _tiny_squad(tmp_path / "data")
+    common = ["--data", str(data), "--held-out-articles", "2", "--eval-questions", "2", "--final-eval-questions", "2"]
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    dumped = tmp_path / "retrieved.json.gz"
+    args = parser.parse_args([*common, "--retrieved", "2", "--dump-retrieved", str(dumped)])
+    plan = train.load_plan(args)
+    searched = [
+        [(q.question, q.context, q.start, q.end), (q.question, "The river Sel runs south.", -1, -1)] for q in plan.train
+    ]
+    monkeypatch.setattr(train, "_searched", lambda a, held: (len(searched), lambda i: searched[i]))
+    assert train.dump_retrieved(args, plan.held_out_articles) == 0
+    argv = [*common, "--retrieved-from", str(dumped), "--base-model", str(rm.packaged_model_path()),
+            "--minutes", "0.05", "--epochs", "20", "--question-batch", "2", "--eval-every", "1000", "--threads", "1",
+            "--no-onnx", "--out", str(tmp_path / "run"), "--export", str(tmp_path / "trained")]  # fmt: skip
+    code = (
+        "import sys; sys.modules['orjson'] = None\n"  # any import of orjson now fails
+        f"import runpy; sys.argv = ['train', *{argv!r}]\n"
+        "try:\n    runpy.run_module('qa.reading.train', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'qa.engine' not in sys.modules and 'qa.index' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((tmp_path / "trained" / rm.CARD_FILE).read_text())
+    assert card["training"]["retrieved"] == 2 and card["training"]["retrieved_from"] == "retrieved.json.gz"
+    assert card["training"]["questions"] == len(searched) and card["training"]["steps"] >= 1
+
+
 def test_train_reader_on_a_time_budget_then_export_its_graph_elsewhere(tmp_path, capsys):
     """What a GPU run does (--base-model, --minutes, --no-onnx) and what follows here (--export-from):
     the weights come back unchanged, now with an int8 graph, and load as the card says."""

@@ -17,8 +17,10 @@ training articles (``fit-rerank``'s, none of the held-out ones) are indexed, eac
 is searched as ``answer`` searches, and its top K passages are read together. Besides the
 per-window loss, a second one is normalized over the passage tokens of all the question's windows
 at once ("shared normalization", Clark & Gardner 2018), so that span scores compare across
-passages as the reader compares them. This mode needs the engine (the index and what it stands
-on), so it runs here, not on a bare GPU image.
+passages as the reader compares them. Searching needs the engine (the index and what it stands
+on), so a bare GPU image trains on a file instead: ``--retrieved K --dump-retrieved FILE`` writes
+every question with its top K passages here, and ``--retrieved-from FILE`` trains on it anywhere
+(the same windows as searching here would give).
 """
 
 from __future__ import annotations
@@ -180,10 +182,19 @@ def training_engines(
     return out
 
 
-def retrieved_groups(args: argparse.Namespace, tokenizer, config: rm.WindowConfig, held_titles: set[str]):
-    """``--retrieved``: per training question (shuffled by ``--shuffle-seed`` or ``--seed``, cut to
-    ``--questions``), the windows of its top K passages as ``answer`` retrieves them, each labelled
-    with the gold answer where the passage holds it at its offset, else no-answer."""
+RETRIEVED_FORMAT = "qa-retrieved-passages-1"
+
+
+def held_out_digest(held_titles: set[str]) -> str:
+    """sha256 of the held-out titles: a file of retrieved passages names the split it was made for."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(held_titles)).encode("utf-8")).hexdigest()
+
+
+def _searched(args: argparse.Namespace, held_titles: set[str]):
+    """(number of questions, their pairs by number): fit-rerank's corpora indexed here and each
+    in-corpus question searched as ``answer`` searches, when asked for."""
     from ..engine import Engine
     from ..evaluation import DEFAULT_CACHE
     from ..retrieval import search
@@ -196,12 +207,9 @@ def retrieved_groups(args: argparse.Namespace, tokenizer, config: rm.WindowConfi
         for q in questions
         if q.in_corpus
     ]
-    random.Random(args.seed if args.shuffle_seed is None else args.shuffle_seed).shuffle(asked)
-    asked = asked[args.offset :]
-    if args.questions:
-        asked = asked[: args.questions]
-    groups = []
-    for sq, q in asked:
+
+    def pairs_of(i: int) -> list[tuple[str, str, int, int]]:
+        sq, q = asked[i]
         hits = search(sq.index, sq.embedder, sq.settings, q.question, args.retrieved)
         pairs = []
         for p in hits.passages:
@@ -212,8 +220,92 @@ def retrieved_groups(args: argparse.Namespace, tokenizer, config: rm.WindowConfi
                         s, e = off - p.start, off - p.start + len(ans)
                         break
             pairs.append((q.question, p.text, s, e))
-        groups.append(featurize(tokenizer, pairs, config))
-    return groups
+        return pairs
+
+    return len(asked), pairs_of
+
+
+def read_retrieved(path: Path, k: int, held_titles: set[str]):
+    """(k, number of questions, their pairs by number) from a ``--dump-retrieved`` file, refused
+    when it is not one, was made for another held-out split, or for another K than ``k`` (0: any)."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            data = json.load(f)
+        ok = data.get("format") == RETRIEVED_FORMAT
+    except (OSError, EOFError, ValueError, AttributeError) as e:
+        raise InputError(
+            f"--retrieved-from must be a file written by --dump-retrieved. {show_path(path)} cannot be read: {e}"
+        ) from None
+    if not ok:
+        raise InputError(f"--retrieved-from must be a file written by --dump-retrieved. {show_path(path)} is not one.")
+    if data["held_out"] != held_out_digest(held_titles):
+        raise InputError(
+            f"--retrieved-from {show_path(path)} was made for another held-out split (its --seed / --held-out-articles "
+            f"were {data.get('seed')} / {data.get('held_out_articles')}); make it again with this run's."
+        )
+    if k and k != data["k"]:
+        raise InputError(
+            f"--retrieved must match --retrieved-from's {data['k']} passages a question. Currently, it is {k}."
+        )
+    passages, questions = data["passages"], data["questions"]
+
+    def pairs_of(i: int) -> list[tuple[str, str, int, int]]:
+        q = questions[i]
+        return [(q["question"], passages[pid], s, e) for pid, s, e in q["hits"]]
+
+    return data["k"], len(questions), pairs_of
+
+
+def dump_retrieved(args: argparse.Namespace, held_titles: set[str]) -> int:
+    """``--dump-retrieved FILE``: every question of fit-rerank's corpora with its top K passages
+    and the gold answer's place in them, gzipped JSON (each passage text once), for ``--retrieved-from``
+    on a machine without the engine (a lent GPU). Written whole or not at all."""
+    from tqdm.auto import tqdm
+
+    n, pairs_of = _searched(args, held_titles)
+    ids: dict[str, int] = {}
+    questions = []
+    for i in tqdm(range(n), desc="searching", unit="q", mininterval=2):
+        pairs = pairs_of(i)
+        hits = [[ids.setdefault(text, len(ids)), s, e] for _, text, s, e in pairs]
+        questions.append({"question": pairs[0][0] if pairs else "", "hits": hits})
+    data = {
+        "format": RETRIEVED_FORMAT,
+        "k": args.retrieved,
+        "held_out": held_out_digest(held_titles),
+        "seed": args.seed,
+        "held_out_articles": args.held_out_articles,
+        "corpora": {"n": FIT_CORPORA, "articles": FIT_ARTICLES, "seed": FIT_SEED},
+        "license": DATA_LICENSE,
+        "passages": list(ids),
+        "questions": questions,
+    }
+    path = args.dump_retrieved
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
+    tmp.replace(path)
+    print(
+        f"{n} questions, {len(ids)} distinct passages -> {show_path(path)} ({path.stat().st_size / 1e6:.1f} MB)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def retrieved_groups(args: argparse.Namespace, tokenizer, config: rm.WindowConfig, held_titles: set[str], source=None):
+    """``--retrieved``: per training question (shuffled by ``--shuffle-seed`` or ``--seed``, cut to
+    ``--questions``), the windows of its top K passages as ``answer`` retrieves them, each labelled
+    with the gold answer where the passage holds it at its offset, else no-answer. The passages are
+    searched here, or given as ``source`` ((n, pairs by number) of ``read_retrieved``: the same
+    questions in the same order, so the same windows)."""
+    n, pairs_of = source if source else _searched(args, held_titles)
+    order = list(range(n))
+    random.Random(args.seed if args.shuffle_seed is None else args.shuffle_seed).shuffle(order)
+    order = order[args.offset :]
+    if args.questions:
+        order = order[: args.questions]
+    return [featurize(tokenizer, pairs_of(i), config) for i in order]
 
 
 def shared_loss(s_logits, e_logits, types, mask, starts, ends, groups: list[int]):
@@ -393,6 +485,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="train on each question's top K retrieved passages (closed corpora of training articles) with a loss "
         "shared over their windows, besides the per-window one (0: gold paragraphs and random negatives)",
+    )
+    p.add_argument(
+        "--retrieved-from",
+        type=Path,
+        metavar="FILE",
+        help="--retrieved with the passages read from FILE (written by --dump-retrieved) instead of searched here: "
+        "for a machine without the engine",
+    )
+    p.add_argument(
+        "--dump-retrieved",
+        type=Path,
+        metavar="FILE",
+        help="with --retrieved K: write every question of fit-rerank's corpora with its top K passages to FILE "
+        "(gzipped JSON), and stop",
     )
     p.add_argument("--shared-weight", type=float, default=1.0, help="--retrieved: weight of the shared loss")
     p.add_argument("--question-batch", type=int, default=5, help="--retrieved: questions per step (all their windows)")
@@ -581,10 +687,17 @@ def main(args: argparse.Namespace) -> int:
     plan = load_plan(args)
     train_q, held_q, val_q, final_q = plan.train, plan.held_out, plan.validation, plan.final
     train_articles, held_articles = plan.train_articles, plan.held_out_articles
+    if args.dump_retrieved:
+        if args.retrieved < 1:
+            raise InputError(f"--dump-retrieved needs --retrieved K (K >= 1). Currently, it is {args.retrieved}.")
+        return dump_retrieved(args, held_articles)
+    source = None
+    if args.retrieved_from:
+        args.retrieved, *source = read_retrieved(args.retrieved_from, args.retrieved, held_articles)
     t0 = time.time()
     group_of: list[int] = []
     if args.retrieved:
-        groups = retrieved_groups(args, tokenizer, config, held_articles)
+        groups = retrieved_groups(args, tokenizer, config, held_articles, source)
         features = [f for g in groups for f in g]
     else:
         features = featurize(tokenizer, plan.pairs, config)
@@ -593,6 +706,7 @@ def main(args: argparse.Namespace) -> int:
     n_questions = len(groups) if args.retrieved else len(train_q)
     source = (
         f"the top {args.retrieved} passages of fit-rerank's corpora"
+        + (f" ({args.retrieved_from.name})" if args.retrieved_from else "")
         if args.retrieved
         else f"{len(train_articles)} articles"
     )
@@ -653,7 +767,12 @@ def main(args: argparse.Namespace) -> int:
     def checkpoint(final: bool = False) -> None:
         metrics = validate(network, tokenizer, val_q, config, device)
         curve.append(
-            {"step": step, "minutes": round(trained_seconds / 60, 2), "windows_seen": sum(map(len, order[:step])), **metrics}
+            {
+                "step": step,
+                "minutes": round(trained_seconds / 60, 2),
+                "windows_seen": sum(map(len, order[:step])),
+                **metrics,
+            }
         )
         print(f"\nstep {step}/{total}: validation EM {metrics['em']:.3f} F1 {metrics['f1']:.3f}", file=sys.stderr)
         tmp = ckpt.with_suffix(".tmp")
@@ -746,6 +865,7 @@ def main(args: argparse.Namespace) -> int:
             **(
                 {
                     "retrieved": args.retrieved,
+                    **({"retrieved_from": args.retrieved_from.name} if args.retrieved_from else {}),
                     "shared_weight": args.shared_weight,
                     "question_batch": args.question_batch,
                 }
