@@ -1422,6 +1422,14 @@ def test_a_retrieved_file_that_does_not_fit_the_run_is_refused(tmp_path, monkeyp
         train.read_retrieved(other, 2, HELD)
 
 
+def test_each_epoch_of_a_retrieved_run_takes_its_steps_in_another_order():
+    steps = [[0, 1], [2], [3, 4, 5], [6], [7, 8]]
+    first, second, third = (train.question_epoch(steps, e, 14) for e in range(3))
+    assert first == steps, "the first epoch keeps the order (a one-epoch run is as before)"
+    assert sorted(second) == sorted(third) == sorted(steps) and second != steps and second != third
+    assert train.question_epoch(steps, 1, 14) == second, "seeded"
+
+
 def test_collate_pads_to_a_multiple_of_16():
     feats = [
         (list(range(1, 18)), [0] * 5 + [1] * 12, 7, 9),

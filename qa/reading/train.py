@@ -347,6 +347,16 @@ def question_batches(groups: list[list], per_step: int) -> tuple[list[list[int]]
     return out, group_of
 
 
+def question_epoch(by_question: list[list[int]], epoch: int, seed: int) -> list[list[int]]:
+    """Epoch ``epoch`` (from 0) of a --retrieved run: the first in the questions' own (shuffled)
+    order, each later one in another order of the same steps, drawn from ``seed`` and the epoch."""
+    if epoch == 0:
+        return list(by_question)
+    steps = list(by_question)
+    random.Random(seed + 100 + epoch).shuffle(steps)
+    return steps
+
+
 def batches(n_features: int, lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
     """Shuffled batches of similar-length windows: shuffle, sort within groups of 50 batches, cut."""
     rng = random.Random(seed)
@@ -758,7 +768,7 @@ def main(args: argparse.Namespace) -> int:
     order: list[list[int]] = []
     for e in range(math.ceil(args.epochs)):
         if args.retrieved:
-            order.extend(by_question)
+            order.extend(question_epoch(by_question, e, plan.order_seed))
         else:
             order.extend(batches(len(features), lengths, args.batch_size, plan.order_seed + 100 + e))
     order = order[:total]
