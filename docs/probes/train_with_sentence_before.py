@@ -25,37 +25,6 @@ def with_sentence_before(index, p) -> tuple[str, int]:
     return p.text, 0
 
 
-def _searched(args, held_titles):
-    from qa.engine import Engine
-    from qa.evaluation import DEFAULT_CACHE
-    from qa.retrieval import search
-    from qa.settings import Settings
-
-    engine = Engine(Settings.from_env())
-    asked = [
-        (sq, q)
-        for _, sq, questions in train.training_engines(args.data, held_titles, DEFAULT_CACHE, engine)
-        for q in questions
-        if q.in_corpus
-    ]
-
-    def pairs_of(i):
-        sq, q = asked[i]
-        hits = search(sq.index, sq.embedder, sq.settings, q.question, args.retrieved)
-        pairs = []
-        for p in hits.passages:
-            text, lead = with_sentence_before(sq.index, p)
-            s = e = -1
-            if p.source == q.source:
-                for off, ans in zip(q.offsets, q.answers, strict=True):
-                    if p.start <= off and off + len(ans) <= p.end:
-                        s, e = off - p.start + lead, off - p.start + lead + len(ans)
-                        break
-            pairs.append((q.question, text, s, e))
-        return pairs
-
-    return len(asked), pairs_of
-
-
-train._searched = _searched
+_searched = train._searched
+train._searched = lambda args, held_titles: _searched(args, held_titles, with_sentence_before)
 sys.exit(main(["train-reader", *sys.argv[1:]]))

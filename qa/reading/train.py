@@ -192,9 +192,11 @@ def held_out_digest(held_titles: set[str]) -> str:
     return hashlib.sha256("\n".join(sorted(held_titles)).encode("utf-8")).hexdigest()
 
 
-def _searched(args: argparse.Namespace, held_titles: set[str]):
+def _searched(args: argparse.Namespace, held_titles: set[str], passage_text=None):
     """(number of questions, their pairs by number): fit-rerank's corpora indexed here and each
-    in-corpus question searched as ``answer`` searches, when asked for."""
+    in-corpus question searched as ``answer`` searches, when asked for. ``passage_text(index,
+    passage)``, when given, is the text read for a passage and how many characters it puts in front
+    of the passage's own (the answer is labelled only inside the passage's own text)."""
     from ..engine import Engine
     from ..evaluation import DEFAULT_CACHE
     from ..retrieval import search
@@ -213,13 +215,14 @@ def _searched(args: argparse.Namespace, held_titles: set[str]):
         hits = search(sq.index, sq.embedder, sq.settings, q.question, args.retrieved)
         pairs = []
         for p in hits.passages:
+            text, lead = passage_text(sq.index, p) if passage_text else (p.text, 0)
             s = e = -1
             if p.source == q.source:
                 for off, ans in zip(q.offsets, q.answers, strict=True):
                     if p.start <= off and off + len(ans) <= p.end:
-                        s, e = off - p.start, off - p.start + len(ans)
+                        s, e = off - p.start + lead, off - p.start + lead + len(ans)
                         break
-            pairs.append((q.question, p.text, s, e))
+            pairs.append((q.question, text, s, e))
         return pairs
 
     return len(asked), pairs_of
@@ -701,13 +704,14 @@ def main(args: argparse.Namespace) -> int:
         if args.retrieved < 1:
             raise InputError(f"--dump-retrieved needs --retrieved K (K >= 1). Currently, it is {args.retrieved}.")
         return dump_retrieved(args, held_articles)
-    source = None
+    from_file = None
     if args.retrieved_from:
-        args.retrieved, *source = read_retrieved(args.retrieved_from, args.retrieved, held_articles)
+        args.retrieved, n_file, pairs_of = read_retrieved(args.retrieved_from, args.retrieved, held_articles)
+        from_file = (n_file, pairs_of)
     t0 = time.time()
     group_of: list[int] = []
     if args.retrieved:
-        groups = retrieved_groups(args, tokenizer, config, held_articles, source)
+        groups = retrieved_groups(args, tokenizer, config, held_articles, from_file)
         features = [f for g in groups for f in g]
     else:
         features = featurize(tokenizer, plan.pairs, config)
