@@ -6,6 +6,10 @@
 prints the ``abstain_model`` string for Settings and, for a few thresholds, the share of
 in-corpus questions answered and of out-of-corpus questions refused. Nothing is written:
 a person reads the figures and puts the numbers in ``qa/settings.py``.
+
+Also the fitting the other fitted models share: ``fit_logistic`` (the confidence models),
+``fit_listwise`` and ``on_scale`` (retrieval's rerank, ``rerank_fit``; the trained reader's rank
+model, ``reading.calibrate.fit_rank``).
 """
 
 from __future__ import annotations
@@ -63,6 +67,50 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, steps: int = 8000, lr: float = 0.
         b -= lr * g.mean()
     coef = w / sd
     return np.concatenate([[b - float((w * mu / sd).sum())], coef])
+
+
+def fit_listwise(lists: list[tuple[np.ndarray, np.ndarray]], l2: float = 1e-2, steps: int = 3000) -> np.ndarray:
+    """Weights (in the features' own units) of a linear score putting each list's gold rows first:
+    gradient descent (Adam) on the mean over lists of -log(softmax mass on the gold rows) + l2·|w|²
+    over standardised features. Lists without a gold row are left out."""
+    lists = [(X, y) for X, y in lists if len(X) and y.any()]
+    if not lists:
+        raise InputError("no question has a gold result among its candidates: nothing to fit")
+    width = max(len(X) for X, _ in lists)
+    n_feat = lists[0][0].shape[1]
+    Z = np.zeros((len(lists), width, n_feat))
+    live = np.zeros((len(lists), width), dtype=bool)
+    pos = np.zeros((len(lists), width), dtype=bool)
+    for i, (X, y) in enumerate(lists):
+        Z[i, : len(X)], live[i, : len(X)], pos[i, : len(X)] = X, True, y
+    rows = Z[live]
+    mu, sd = rows.mean(0), rows.std(0) + 1e-9
+    Z = np.where(live[..., None], (Z - mu) / sd, 0.0)
+    w = np.zeros(n_feat)
+    m, v = np.zeros(n_feat), np.zeros(n_feat)
+    for t in range(1, steps + 1):
+        s = np.where(live, Z @ w, -np.inf)
+        s -= s.max(1, keepdims=True)
+        p = np.exp(s)
+        p /= p.sum(1, keepdims=True)
+        q = np.where(pos, p, 0.0)
+        q /= q.sum(1, keepdims=True)
+        grad = -np.einsum("lw,lwf->f", q - p, Z) / len(lists) + 2 * l2 * w
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        w -= 0.05 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    return w / sd
+
+
+def on_scale(lists: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray, reference) -> np.ndarray:
+    """Intercept and weights: ``w`` times a positive factor, plus an intercept, fitted by least
+    squares to the ``reference(X)`` scores (the order stays ``w``'s)."""
+    X = np.concatenate([X for X, _ in lists if len(X)])
+    raw, ref = X @ w, reference(X)
+    a, b = np.polyfit(raw, ref, 1)
+    if a <= 0:  # unrelated to the hand score: keep the fitted scale
+        a, b = 1.0, 0.0
+    return np.concatenate([[b], a * w])
 
 
 def calibrate(

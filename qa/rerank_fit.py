@@ -23,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-
 KS = (1, 3, 5, 10)
 
 
@@ -73,50 +71,6 @@ def hand_score(X: np.ndarray, settings) -> np.ndarray:
     return X[:, 0] + settings.w_rerank_dense * X[:, 10] + settings.w_rerank_bm25 * X[:, 11]
 
 
-def fit_listwise(lists: list[tuple[np.ndarray, np.ndarray]], l2: float = 1e-2, steps: int = 3000) -> np.ndarray:
-    """Weights (in the features' own units) of a linear score putting each list's gold rows first:
-    gradient descent (Adam) on the mean over lists of -log(softmax mass on the gold rows) + l2·|w|²
-    over standardised features. Lists without a gold row are left out."""
-    lists = [(X, y) for X, y in lists if len(X) and y.any()]
-    if not lists:
-        raise InputError("no question has a gold result among its candidates: nothing to fit")
-    width = max(len(X) for X, _ in lists)
-    n_feat = lists[0][0].shape[1]
-    Z = np.zeros((len(lists), width, n_feat))
-    live = np.zeros((len(lists), width), dtype=bool)
-    pos = np.zeros((len(lists), width), dtype=bool)
-    for i, (X, y) in enumerate(lists):
-        Z[i, : len(X)], live[i, : len(X)], pos[i, : len(X)] = X, True, y
-    rows = Z[live]
-    mu, sd = rows.mean(0), rows.std(0) + 1e-9
-    Z = np.where(live[..., None], (Z - mu) / sd, 0.0)
-    w = np.zeros(n_feat)
-    m, v = np.zeros(n_feat), np.zeros(n_feat)
-    for t in range(1, steps + 1):
-        s = np.where(live, Z @ w, -np.inf)
-        s -= s.max(1, keepdims=True)
-        p = np.exp(s)
-        p /= p.sum(1, keepdims=True)
-        q = np.where(pos, p, 0.0)
-        q /= q.sum(1, keepdims=True)
-        grad = -np.einsum("lw,lwf->f", q - p, Z) / len(lists) + 2 * l2 * w
-        m = 0.9 * m + 0.1 * grad
-        v = 0.999 * v + 0.001 * grad**2
-        w -= 0.05 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
-    return w / sd
-
-
-def on_scale(lists: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray, reference) -> np.ndarray:
-    """Intercept and weights: ``w`` times a positive factor, plus an intercept, fitted by least
-    squares to the ``reference(X)`` scores (the order stays ``w``'s)."""
-    X = np.concatenate([X for X, _ in lists if len(X)])
-    raw, ref = X @ w, reference(X)
-    a, b = np.polyfit(raw, ref, 1)
-    if a <= 0:  # unrelated to the hand score: keep the fitted scale
-        a, b = 1.0, 0.0
-    return np.concatenate([[b], a * w])
-
-
 def recall(lists: list[tuple[np.ndarray, np.ndarray]], score, ks=KS) -> dict[str, float]:
     """R@k over the lists (a list without a gold row counts as a miss), ties kept in fused order."""
     hits = dict.fromkeys(ks, 0)
@@ -139,6 +93,7 @@ def _lists(engine, questions, desc: str) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def main(args: argparse.Namespace, engine) -> int:
+    from .calibration import fit_listwise, on_scale
     from .evaluation import squad_engine
     from .reading import model as rm
     from .reading.calibrate import held_out_squad

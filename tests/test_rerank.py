@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
+from qa.calibration import fit_listwise, on_scale
 from qa.errors import InputError
-from qa.rerank_fit import fit_listwise, hand_score, on_scale, recall
+from qa.rerank_fit import hand_score, recall
 from qa.retrieval import RERANK_FEATURES, rerank_features, rerank_score, search
 from qa.settings import RERANK_FEATURES as SETTINGS_RERANK_FEATURES
 from qa.settings import Settings
