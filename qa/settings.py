@@ -160,9 +160,9 @@ class Settings:
         6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
     reader_rank_model: str = _s(
-        "1.769,-0.1632,0.08339,4.297,-0.8687,-0.8793,-0.4904,1.078,0.4993,-0.008235,-0.339,0.07661,0.3199,-1.047",
-        "Trained reader: how it chooses among its span guesses, a logistic model fitted by `python -m qa "
-        "calibrate-reader` (intercept, then weights of the features listed at `reading.trained.rank_features`); "
+        "0.2575,0.1094,0.03967,1.988,-0.1889,0.6215,0.186,-0.1089,0.5437,-0.1997,-0.07417,0.07316,0.1398,-0.5519",
+        "Trained reader: how it chooses among its span guesses, a linear score fitted listwise by `python -m qa "
+        "calibrate-reader` on the scale of a logistic model (intercept, then weights of the features listed at `reading.trained.rank_features`); "
         "empty: by span score plus `reader_w_passage`.",
     )
     reader_second_margin: float = _s(
@@ -180,7 +180,7 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-4.659,0.09577,0.07624,0.06163,-0.05461,3.925,0.05698,0.6853,-0.4901,-2.641,4.22,0",
+        "-4.76,0.0967,0.07519,0.06121,-0.03729,3.813,0.08257,0.6328,-0.4919,-2.074,4.289,0",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage, the best passage's "

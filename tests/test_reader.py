@@ -1614,6 +1614,44 @@ def test_rank_model_is_fitted_to_choose_the_guess_whose_quote_answers(make_engin
     assert ablated[0]["accuracy"] > 0.8
 
 
+def test_rank_model_is_fitted_listwise_then_put_on_the_logistic_scale():
+    """fit_rank orders each question's guesses by a listwise fit (a per-question offset that says
+    nothing about which guess is right does not sway it), scaled onto the logistic model of the
+    same labels; questions without a quotable guess are left out, and all-wrong labels refused."""
+    from qa.calibration import fit_listwise, fit_logistic
+    from qa.reading.calibrate import fit_rank
+
+    def lists(n, seed):
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(n):
+            X = rng.normal(size=(12, 3))
+            y = np.zeros(12)
+            g = rng.integers(12)
+            y[g] = 1.0
+            X[g, 0] += 1.5
+            X[:, 1] += 3.0 * rng.normal()  # the same for every guess of the question
+            out.append((X, y))
+        return out
+
+    train_lists = lists(300, 0) + [(np.zeros((0, 3)), np.zeros(0))]
+    theta = fit_rank(train_lists)
+    assert theta.shape == (4,)
+    w = fit_listwise([(X, y > 0.5) for X, y in train_lists if len(X)])
+    ratio = theta[1:] / w
+    assert ratio[0] > 0 and ratio == pytest.approx([ratio[0]] * 3)  # the listwise order, rescaled
+    X = np.concatenate([X for X, _ in train_lists if len(X)])
+    y = np.concatenate([y for _, y in train_lists])
+    logit = fit_logistic(X, y)
+    # least squares onto the logistic scores: the same mean score
+    assert np.mean(theta[0] + X @ theta[1:]) == pytest.approx(np.mean(logit[0] + X @ logit[1:]), abs=1e-6)
+    test = lists(200, 1)
+    first = np.mean([y[np.argmax(X @ theta[1:])] for X, y in test])
+    assert first > 0.3 > np.mean([y[np.argmax(X[:, 1])] for X, y in test])
+    with pytest.raises(InputError, match="too few answerable"):
+        fit_rank([(np.ones((3, 3)), np.zeros(3))])
+
+
 def test_followupbench_turns_the_title_into_a_pronoun_after_a_first_turn_on_the_same_article():
     from followupbench import follow_ups
 
