@@ -108,7 +108,7 @@ def on_scale(lists: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray, referenc
     X = np.concatenate([X for X, _ in lists if len(X)])
     raw, ref = X @ w, reference(X)
     a, b = np.polyfit(raw, ref, 1)
-    if a <= 0:  # unrelated to the hand score: keep the fitted scale
+    if a <= 0:  # unrelated to the reference: keep the fitted scale
         a, b = 1.0, 0.0
     return np.concatenate([[b], a * w])
 

@@ -162,8 +162,8 @@ class Settings:
     reader_rank_model: str = _s(
         "0.2575,0.1094,0.03967,1.988,-0.1889,0.6215,0.186,-0.1089,0.5437,-0.1997,-0.07417,0.07316,0.1398,-0.5519",
         "Trained reader: how it chooses among its span guesses, a linear score fitted listwise by `python -m qa "
-        "calibrate-reader` on the scale of a logistic model (intercept, then weights of the features listed at `reading.trained.rank_features`); "
-        "empty: by span score plus `reader_w_passage`.",
+        "calibrate-reader` on the scale of a logistic model (intercept, then weights of the features listed at "
+        "`reading.trained.rank_features`); empty: by span score plus `reader_w_passage`.",
     )
     reader_second_margin: float = _s(
         1.0,

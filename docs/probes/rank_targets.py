@@ -62,8 +62,6 @@ real_fit_and_report = calibrate.fit_and_report
 def out_of_fold(items, label, fit):
     """Always answering in corpus, second quotes and all, each question answered with a rank model
     fitted without its article's fold: accuracy, share with two quotes, mean characters."""
-    import zlib
-
     from qa.evaluation import squad_correct
     from qa.reading.trained import TrainedReader
 
@@ -72,8 +70,7 @@ def out_of_fold(items, label, fit):
         if it.question.in_corpus:
             rows, labels = calibrate._guess_rows(it)
             X = np.array(rows, dtype=np.float64) if rows else np.zeros((0, trained.RANK_FEATURES))
-            fold = zlib.crc32(it.question.source.split("_", 1)[-1].encode()) % calibrate.FOLDS
-            data.append((fold, (X, np.array([label(lab) for lab in labels])), it))
+            data.append((calibrate._fold(it.question), (X, np.array([label(lab) for lab in labels])), it))
     ok, two, chars = [], [], []
     for k in range(calibrate.FOLDS):
         theta = fit([lst for f, lst, _ in data if f != k])

@@ -449,11 +449,9 @@ def fit_rank(lists: list[tuple]) -> np.ndarray:
     from ..calibration import fit_listwise, fit_logistic, on_scale
 
     kept = [(X, y) for X, y in lists if len(X)]
-    X = np.concatenate([X for X, _ in kept]) if kept else np.zeros((0, 0))
-    y = np.concatenate([y for _, y in kept]) if kept else np.zeros(0)
-    if len(X) == 0 or len(set(y.tolist())) < 2:
+    if len({v for _, y in kept for v in y.tolist()}) < 2:
         raise InputError("too few answerable questions to fit the reader's rank model; raise --questions")
-    theta = fit_logistic(X, y)
+    theta = fit_logistic(np.concatenate([X for X, _ in kept]), np.concatenate([y for _, y in kept]))
     w = fit_listwise([(X, y > 0.5) for X, y in kept])
     return on_scale(kept, w, lambda Z: theta[0] + Z @ theta[1:])
 
