@@ -25,7 +25,7 @@ from qa.errors import IndexCorruptError, InputError, ModelError
 from qa.protocols import Reader
 from qa.reading import model as rm
 from qa.reading import train
-from qa.reading.features import SentenceFeatures
+from qa.reading.features import SentenceFeatures, asks_who
 from qa.reading.trained import (
     ABSTAIN_FEATURES,
     ABSTAIN_MESSAGE,
@@ -349,6 +349,54 @@ def test_quote_takes_the_sentence_before_when_the_subject_is_a_pronoun():
     assert quoted(q) == f"{S1} {S2}"
     # not when the two would not fit: the span's own sentence alone
     assert quoted(quote_around(PASSAGE, SENTENCES, guess("Jan. 29"), len(S2) + 5)) == S2
+
+
+def test_quote_takes_the_sentence_before_when_the_span_names_someone_by_surname_only():
+    a = "The show stars Community alum Donald Glover and PEN15 star Maya Erskine in a remake."
+    b = "In the series, Glover, 40, and Erskine, 36, play strangers at a spy agency."
+    c = "Filming with Maya Erskine, Glover's co-star, ended in May."
+    text = HEADER + " ".join([a, b, c]) + "\n"
+    p = passage_at(text, len(HEADER), len(text) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
+    spans = [Span(text.index(s), text.index(s) + len(s)) for s in (a, b, c)]
+
+    def read(span_text: str, within: str, who: bool = True) -> str:
+        at = text.index(span_text, text.index(within))
+        q = quote_around(p, spans, SpanGuess(0, at, at + len(span_text), span_text, 5.0, 0.0), 400, who)
+        assert q is not None
+        return text[q.start : q.end]
+
+    # a surname alone, its full name in the sentence before: both sentences, so the quote names them
+    assert read("Glover, 40, and Erskine", b) == f"{a} {b}"
+    assert read("Erskine", b) == f"{a} {b}"
+    # only when the question asks for someone (a capitalised word is often a place or a thing)
+    assert read("Erskine", b, who=False) == b
+    # a span that names nobody, or a name given in full in its own sentence: the sentence alone
+    assert read("strangers", b) == b
+    assert read("Maya Erskine", c) == c
+    assert read("Glover's", c) == c
+    # titles, bodies and acronyms are not surnames: "the Assembly", "CAF", "Orthodox Christians"
+    t2 = (
+        HEADER
+        + "The Federal Assembly and the Eastern Orthodox Church met the Canadian CAF. The Assembly, CAF and Orthodox Christians vote.\n"
+    )
+    first, second = t2[len(HEADER) : t2.index(" The Assembly") + 1].strip(), t2[t2.index("The Assembly") : -1]
+    p2 = passage_at(t2, len(HEADER), len(t2) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
+    s2 = [Span(t2.index(x), t2.index(x) + len(x)) for x in (first, second)]
+    for name in ("Assembly", "CAF", "Orthodox"):
+        at2 = t2.index(name, t2.index(second))
+        q2 = quote_around(p2, s2, SpanGuess(0, at2, at2 + len(name), name, 5.0, 0.0), 400, who=True)
+        assert q2 is not None and t2[q2.start : q2.end] == second, name
+    # and not when the two would not fit
+    at = text.index("Erskine", text.index(b))
+    g = SpanGuess(0, at, at + len("Erskine"), "Erskine", 5.0, 0.0)
+    q = quote_around(p, spans, g, len(b) + 5, who=True)
+    assert q is not None and text[q.start : q.end] == b
+
+
+def test_asks_who():
+    assert asks_who("Who are the stars of the series?") and asks_who("Whose idea was it?")
+    assert asks_who("Which actor plays Mark?")
+    assert not asks_who("Where is the show filmed?") and not asks_who("How old is the actor?")
 
 
 def test_quote_spanning_two_sentences_holds_both():

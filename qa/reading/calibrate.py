@@ -406,7 +406,7 @@ def _guess_rows(it: _Read) -> tuple[list[list[float]], list[dict]]:
     """The rank features of a question's quotable guesses, and per guess whether its quote holds a
     gold answer from the gold article (``accuracy``) and the span's EM and F1."""
     from ..evaluation import contains_answer, normalize_squad, squad_em_f1
-    from .features import quotable
+    from .features import asks_who, quotable
     from .trained import _sentences, passage_sentence_features, quote_around, rank_features
 
     index, settings, q = it.engine.index, it.engine.settings, it.question
@@ -418,7 +418,7 @@ def _guess_rows(it: _Read) -> tuple[list[list[float]], list[dict]]:
     rows, labels = [], []
     for g, row in zip(it.reading.spans, every, strict=True):
         p = passages[g.rank]
-        quote = quote_around(p, _sentences(index, p), g, settings.answer_max_chars)
+        quote = quote_around(p, _sentences(index, p), g, settings.answer_max_chars, asks_who(it.query))
         text = p.text[quote.start - p.start : quote.end - p.start] if quote else ""
         if quote is None or not quotable(text, settings.min_answer_words):
             continue

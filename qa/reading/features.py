@@ -242,6 +242,11 @@ class _Asked:
     words: frozenset[str]
 
 
+def asks_who(question: str) -> bool:
+    """The question asks for someone ("who", "whom", "whose", "which actor ...")."""
+    return bool(_WHO.search(question))
+
+
 @lru_cache(maxsize=256)
 def _asked(question: str) -> _Asked:
     kind = next((i for i, (asks, _, _) in enumerate(_TYPES) if asks.search(question)), None)

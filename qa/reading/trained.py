@@ -25,7 +25,7 @@ from ..errors import ModelError
 from ..settings import Settings
 from ..types import Answer, AnswerSpan, Passage, Span
 from . import model as rm
-from .features import citation, quotable
+from .features import asks_who, citation, quotable
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,13 @@ class SpanReader:
 # ---------------------------------------------------------------- the answer around the span
 
 
-def quote_around(passage: Passage, sentences: Sequence[Span], guess: SpanGuess, max_chars: int) -> Span | None:
+def quote_around(
+    passage: Passage, sentences: Sequence[Span], guess: SpanGuess, max_chars: int, who: bool = False
+) -> Span | None:
     """The quote for a span: the sentence(s) holding it, with the sentence before when the span's
-    sentence names its subject only by a pronoun, cut to ``max_chars`` around the span. None when
+    sentence names its subject only by a pronoun, or (``who``: the question asks for someone,
+    ``features.asks_who``) the span names them by the surname alone while the sentence before has
+    the full name; cut to ``max_chars`` around the span. None when
     the quote would hold a run longer than ``lexical.MAX_WORD_CHARS`` (never quoted)."""
     inside = [s for s in sentences if s.start < guess.end and s.end > guess.start]
     if not inside:
@@ -263,10 +267,14 @@ def quote_around(passage: Passage, sentences: Sequence[Span], guess: SpanGuess, 
     else:
         quote = Span(min(inside[0].start, guess.start), max(inside[-1].end, guess.end))
         first = sentences.index(inside[0])
-        if first > 0 and _pronoun_subject(passage, quote, guess):
-            before = sentences[first - 1]
-            if before.start >= passage.start and quote.end - before.start <= max_chars:
-                quote = Span(before.start, quote.end)
+        before = sentences[first - 1] if first > 0 else None
+        if (
+            before is not None
+            and before.start >= passage.start
+            and quote.end - before.start <= max_chars
+            and (_pronoun_subject(passage, quote, guess) or (who and _surname_only(passage, quote, guess, before)))
+        ):
+            quote = Span(before.start, quote.end)
     quote = _fit_around(passage, quote, guess, max_chars)
     text = passage.text[quote.start - passage.start : quote.end - passage.start]
     if any(len(w) > lexical.MAX_WORD_CHARS for w in text.split()):
@@ -283,6 +291,46 @@ def _pronoun_subject(passage: Passage, quote: Span, guess: SpanGuess) -> bool:
     lowered = [w.strip(",.;:!?\"'“”‘’()").lower() for w in words[:8]]
     names = [w for w in words[1:] if w[:1].isupper() and w.strip(".,;:").lower() not in _CALENDAR]
     return any(w in _PRONOUN for w in lowered) and not names
+
+
+_NAME = r"[A-Z][\w'’.-]*"
+_EDGE = ",.;:!?\"'“”‘’()[]"
+
+
+def _bare(word: str) -> str:
+    """A word without the punctuation around it or a possessive ending."""
+    word = word.strip(_EDGE)
+    for end in ("'s", "’s"):
+        if word.endswith(end):
+            word = word[: -len(end)]
+    return word
+
+
+def _surname_only(passage: Passage, quote: Span, guess: SpanGuess, before: Span) -> bool:
+    """The span names someone by a surname alone (news style after the first mention: "Glover,
+    40, and Erskine, 36"): a capitalised word of the span with no name word next to it, no "the"
+    in front and not in capitals (those are titles, bodies and acronyms), which the sentence before
+    has after a first name ("Donald Glover"), while the quoted sentence never has that full name."""
+    at = passage.start
+    quoted = passage.text[quote.start - at : quote.end - at]
+    before_text = passage.text[before.start - at : before.end - at]
+    words = [(quote.start + m.start(), _bare(m.group())) for m in _WORD.finditer(quoted)]
+    for i, (start, name) in enumerate(words):
+        if not guess.start <= start < guess.end:
+            continue
+        if len(name) < 2 or not name[0].isupper() or name.isupper() or name.lower() in _CALENDAR:
+            continue
+        previous = words[i - 1][1] if i > 0 else ""
+        following = words[i + 1][1] if i + 1 < len(words) else ""
+        if previous.lower() == "the" or (previous[:1].isupper() and previous.lower() not in lexical.STOPWORDS):
+            continue
+        if following[:1].isupper():
+            continue
+        full = re.compile(rf"\b({_NAME})\s+{re.escape(name)}\b")
+        named = [m for m in full.finditer(before_text) if m.group(1).lower() not in lexical.STOPWORDS]
+        if named and not any(m.group(0) in quoted for m in named):
+            return True
+    return False
 
 
 def _fit_around(passage: Passage, quote: Span, guess: SpanGuess, max_chars: int) -> Span:
@@ -440,7 +488,7 @@ def answer_from_reading(
     ``sentences_of(passage)`` gives the passage's sentence spans (file offsets, in order);
     ``follow_up``: the query is the question's rewrite with its history."""
     passages = list(passages)
-    quotes = _quotes(reading, passages, sentences_of, settings)
+    quotes = _quotes(reading, passages, sentences_of, settings, asks_who(query))
     chosen = next(quotes, None)
     if chosen is None:
         feats: list[float] = []
@@ -500,13 +548,13 @@ def short_answer(guess: SpanGuess, source: str) -> AnswerSpan:
     return AnswerSpan(text, source, start, start + len(text))
 
 
-def _quotes(reading: Reading, passages: Sequence[Passage], sentences_of, settings: Settings):
+def _quotes(reading: Reading, passages: Sequence[Passage], sentences_of, settings: Settings, who: bool = False):
     """(index of the guess, guess, passage, quote) for the guesses in order, one per quote: those
     whose quote is not quotable, or repeats an earlier one's, are skipped."""
     seen: set[tuple[str, int, int]] = set()
     for i, guess in enumerate(reading.spans):
         p = passages[guess.rank]
-        quote = quote_around(p, sentences_of(p), guess, settings.answer_max_chars)
+        quote = quote_around(p, sentences_of(p), guess, settings.answer_max_chars, who)
         if quote is None or (p.source, quote.start, quote.end) in seen:
             continue
         seen.add((p.source, quote.start, quote.end))
