@@ -393,6 +393,26 @@ def test_quote_takes_the_sentence_before_when_the_span_names_someone_by_surname_
     assert q is not None and text[q.start : q.end] == b
 
 
+def test_quote_takes_the_sentence_before_when_an_age_follows_a_description():
+    a = "Series star John Turturro is teasing the new season."
+    b = "Talking at a premiere on Wednesday, the actor, 66, said that they are still hard at work."
+    c = "Filming began in 2021, 66 days late, the crew said."
+    text = HEADER + " ".join([a, b, c]) + "\n"
+    p = passage_at(text, len(HEADER), len(text) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
+    spans = [Span(text.index(s), text.index(s) + len(s)) for s in (a, b, c)]
+
+    def read(span_text: str, within: str) -> str:
+        at = text.index(span_text, text.index(within))
+        q = quote_around(p, spans, SpanGuess(0, at, at + len(span_text), span_text, 5.0, 0.0), 400)
+        assert q is not None
+        return text[q.start : q.end]
+
+    assert read("66", b) == f"{a} {b}"
+    # not for another span of that sentence, nor for a number after no description
+    assert read("Wednesday", b) == b
+    assert read("66", c) == c
+
+
 def test_asks_who():
     assert asks_who("Who are the stars of the series?") and asks_who("Whose idea was it?")
     assert asks_who("Which actor plays Mark?")

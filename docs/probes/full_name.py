@@ -1,5 +1,6 @@
 """The trained reader's quote with and without the sentence before when the span names someone by
-the surname alone whose full name is in that sentence (``trained._surname_only``), on
+the surname alone whose full name is in that sentence (``trained._surname_only``), or is an age
+after a description of someone ("the actor, 66,": ``trained._described_subject``), on
 ``calibrate-reader --questions 4000``'s held-out questions read once (in corpus, always answering,
 the shipped rank model, second quotes by the shipped margin): per policy the share of answers
 holding a gold answer from the gold article, how often the rule changed the quote, the mean answer
@@ -13,7 +14,12 @@ import qa.reading.calibrate as calibrate
 import qa.reading.trained as trained
 from qa.cli import main
 
-RULE = trained._surname_only
+RULES = {"_surname_only": trained._surname_only, "_described_subject": trained._described_subject}
+POLICIES = {"neither": (), "full names": ("_surname_only",), "ages": ("_described_subject",), "both": tuple(RULES)}
+
+
+def _never(*args) -> bool:
+    return False
 
 
 def policies(items, latencies, parts, engine, out, t0, ablate=False):
@@ -21,7 +27,7 @@ def policies(items, latencies, parts, engine, out, t0, ablate=False):
     from qa.reading.features import asks_who
     from qa.reading.trained import TrainedReader, _close, _quotes, _sentences, _with_second
 
-    rows: dict[str, list] = {"shipped": [], "full names": []}
+    rows: dict[str, list] = {name: [] for name in POLICIES}
     readers = {}
     for it in items:
         q = it.question
@@ -31,8 +37,9 @@ def policies(items, latencies, parts, engine, out, t0, ablate=False):
         reader = readers.setdefault(id(it.engine), TrainedReader(s, it.spans))
         index, passages = it.engine.index, list(it.hits.passages)
         reading = reader.order(it.reading, it.hits, index, it.query)
-        for name, rule in (("shipped", lambda *a: False), ("full names", RULE)):
-            trained._surname_only = rule
+        for name, on in POLICIES.items():
+            for rule, fn in RULES.items():
+                setattr(trained, rule, fn if rule in on else _never)
             quotes = _quotes(reading, passages, lambda p, ix=index: _sentences(ix, p), s, asks_who(it.query))
             first = next(quotes, None)
             if first is None:
@@ -46,8 +53,9 @@ def policies(items, latencies, parts, engine, out, t0, ablate=False):
             text = " ".join(x.text[y.start - x.start : y.end - x.start] for x, y in quoted)
             ok = contains_answer(text, q.answers, normalize_squad) and any(x.source == q.source for x, _ in quoted)
             rows[name].append((ok, text, q.question))
-    trained._surname_only = RULE
-    a, b = rows["shipped"], rows["full names"]
+    for rule, fn in RULES.items():
+        setattr(trained, rule, fn)
+    a, b = rows["neither"], rows["both"]
     n = len(a)
     report = {
         name: {

@@ -257,7 +257,8 @@ def quote_around(
     passage: Passage, sentences: Sequence[Span], guess: SpanGuess, max_chars: int, who: bool = False
 ) -> Span | None:
     """The quote for a span: the sentence(s) holding it, with the sentence before when the span's
-    sentence names its subject only by a pronoun, or (``who``: the question asks for someone,
+    sentence names its subject only by a pronoun or the span is an age given after a description
+    ("the actor, 66,"), or (``who``: the question asks for someone,
     ``features.asks_who``) the span names them by the surname alone while the sentence before has
     the full name; cut to ``max_chars`` around the span. None when
     the quote would hold a run longer than ``lexical.MAX_WORD_CHARS`` (never quoted)."""
@@ -272,7 +273,11 @@ def quote_around(
             before is not None
             and before.start >= passage.start
             and quote.end - before.start <= max_chars
-            and (_pronoun_subject(passage, quote, guess) or (who and _surname_only(passage, quote, guess, before)))
+            and (
+                _pronoun_subject(passage, quote, guess)
+                or _described_subject(passage, quote, guess)
+                or (who and _surname_only(passage, quote, guess, before))
+            )
         ):
             quote = Span(before.start, quote.end)
     quote = _fit_around(passage, quote, guess, max_chars)
@@ -291,6 +296,20 @@ def _pronoun_subject(passage: Passage, quote: Span, guess: SpanGuess) -> bool:
     lowered = [w.strip(",.;:!?\"'“”‘’()").lower() for w in words[:8]]
     names = [w for w in words[1:] if w[:1].isupper() and w.strip(".,;:").lower() not in _CALENDAR]
     return any(w in _PRONOUN for w in lowered) and not names
+
+
+# "the actor, " / "The Parks and Recreation alum, ": a description, not a name, just before the span
+_DESCRIBED = re.compile(r"\b(?:the|The)\s+(?:[\w.&'’-]+\s+){0,4}[a-z][\w'’-]*,\s*$")
+_AGE = re.compile(r"\d{1,3}")
+
+
+def _described_subject(passage: Passage, quote: Span, guess: SpanGuess) -> bool:
+    """The span is an age in apposition to a description of someone ("the actor, 66, said"; "The
+    Parks and Recreation alum, 50,"): the sentence names them elsewhere."""
+    if not _AGE.fullmatch(guess.text.strip()):
+        return False
+    before = passage.text[quote.start - passage.start : guess.start - passage.start]
+    return bool(_DESCRIBED.search(before))
 
 
 _NAME = r"[A-Z][\w'’.-]*"
