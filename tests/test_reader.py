@@ -351,19 +351,25 @@ def test_quote_takes_the_sentence_before_when_the_subject_is_a_pronoun():
     assert quoted(quote_around(PASSAGE, SENTENCES, guess("Jan. 29"), len(S2) + 5)) == S2
 
 
+def quote_in(sentences: list[str], span_text: str, within: str, who: bool = False, max_chars: int = 400) -> str:
+    """The quote ``quote_around`` makes for ``span_text`` (its first place in sentence ``within``)
+    in a one-passage file of these sentences."""
+    text = HEADER + " ".join(sentences) + "\n"
+    p = passage_at(text, len(HEADER), len(text) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
+    spans = [Span(text.index(s), text.index(s) + len(s)) for s in sentences]
+    at = text.index(span_text, text.index(within))
+    q = quote_around(p, spans, SpanGuess(0, at, at + len(span_text), span_text, 5.0, 0.0), max_chars, who)
+    assert q is not None
+    return text[q.start : q.end]
+
+
 def test_quote_takes_the_sentence_before_when_the_span_names_someone_by_surname_only():
     a = "The show stars Community alum Donald Glover and PEN15 star Maya Erskine in a remake."
     b = "In the series, Glover, 40, and Erskine, 36, play strangers at a spy agency."
     c = "Filming with Maya Erskine, Glover's co-star, ended in May."
-    text = HEADER + " ".join([a, b, c]) + "\n"
-    p = passage_at(text, len(HEADER), len(text) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
-    spans = [Span(text.index(s), text.index(s) + len(s)) for s in (a, b, c)]
 
     def read(span_text: str, within: str, who: bool = True) -> str:
-        at = text.index(span_text, text.index(within))
-        q = quote_around(p, spans, SpanGuess(0, at, at + len(span_text), span_text, 5.0, 0.0), 400, who)
-        assert q is not None
-        return text[q.start : q.end]
+        return quote_in([a, b, c], span_text, within, who)
 
     # a surname alone, its full name in the sentence before: both sentences, so the quote names them
     assert read("Glover, 40, and Erskine", b) == f"{a} {b}"
@@ -375,42 +381,22 @@ def test_quote_takes_the_sentence_before_when_the_span_names_someone_by_surname_
     assert read("Maya Erskine", c) == c
     assert read("Glover's", c) == c
     # titles, bodies and acronyms are not surnames: "the Assembly", "CAF", "Orthodox Christians"
-    t2 = (
-        HEADER
-        + "The Federal Assembly and the Eastern Orthodox Church met the Canadian CAF. The Assembly, CAF and Orthodox Christians vote.\n"
-    )
-    first, second = t2[len(HEADER) : t2.index(" The Assembly") + 1].strip(), t2[t2.index("The Assembly") : -1]
-    p2 = passage_at(t2, len(HEADER), len(t2) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
-    s2 = [Span(t2.index(x), t2.index(x) + len(x)) for x in (first, second)]
+    first = "The Federal Assembly and the Eastern Orthodox Church met the Canadian CAF."
+    second = "The Assembly and Orthodox Christians vote with members of CAF."
     for name in ("Assembly", "CAF", "Orthodox"):
-        at2 = t2.index(name, t2.index(second))
-        q2 = quote_around(p2, s2, SpanGuess(0, at2, at2 + len(name), name, 5.0, 0.0), 400, who=True)
-        assert q2 is not None and t2[q2.start : q2.end] == second, name
+        assert quote_in([first, second], name, second, who=True) == second, name
     # and not when the two would not fit
-    at = text.index("Erskine", text.index(b))
-    g = SpanGuess(0, at, at + len("Erskine"), "Erskine", 5.0, 0.0)
-    q = quote_around(p, spans, g, len(b) + 5, who=True)
-    assert q is not None and text[q.start : q.end] == b
+    assert quote_in([a, b, c], "Erskine", b, who=True, max_chars=len(b) + 5) == b
 
 
 def test_quote_takes_the_sentence_before_when_an_age_follows_a_description():
     a = "Series star John Turturro is teasing the new season."
     b = "Talking at a premiere on Wednesday, the actor, 66, said that they are still hard at work."
     c = "Filming began in 2021, 66 days late, the crew said."
-    text = HEADER + " ".join([a, b, c]) + "\n"
-    p = passage_at(text, len(HEADER), len(text) - 1, dense_score=0.6, bm25_score=4.0, chunk_id=0)
-    spans = [Span(text.index(s), text.index(s) + len(s)) for s in (a, b, c)]
-
-    def read(span_text: str, within: str) -> str:
-        at = text.index(span_text, text.index(within))
-        q = quote_around(p, spans, SpanGuess(0, at, at + len(span_text), span_text, 5.0, 0.0), 400)
-        assert q is not None
-        return text[q.start : q.end]
-
-    assert read("66", b) == f"{a} {b}"
+    assert quote_in([a, b, c], "66", b) == f"{a} {b}"
     # not for another span of that sentence, nor for a number after no description
-    assert read("Wednesday", b) == b
-    assert read("66", c) == c
+    assert quote_in([a, b, c], "Wednesday", b) == b
+    assert quote_in([a, b, c], "66", c) == c
 
 
 def test_asks_who():
