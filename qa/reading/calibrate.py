@@ -410,6 +410,7 @@ def _guess_rows(it: _Read) -> tuple[list[list[float]], list[dict]]:
     from .trained import _sentences, passage_sentence_features, quote_around, rank_features
 
     index, settings, q = it.engine.index, it.engine.settings, it.question
+    who = asks_who(it.query)
     passages = list(it.hits.passages)
     features = passage_sentence_features(it.hits, index, it.query, settings)
     # every guess's features (the softmax share and best score are over all of them, as when
@@ -418,7 +419,7 @@ def _guess_rows(it: _Read) -> tuple[list[list[float]], list[dict]]:
     rows, labels = [], []
     for g, row in zip(it.reading.spans, every, strict=True):
         p = passages[g.rank]
-        quote = quote_around(p, _sentences(index, p), g, settings.answer_max_chars, asks_who(it.query))
+        quote = quote_around(p, _sentences(index, p), g, settings.answer_max_chars, who)
         text = p.text[quote.start - p.start : quote.end - p.start] if quote else ""
         if quote is None or not quotable(text, settings.min_answer_words):
             continue
