@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa index | ask | eval | bench | train-reader | calibrate-reader | fit-rerank |
+"""Command line: ``python -m qa index | ask | eval | bench | train-reader | calibrate-reader | fit-rerank | train-cross-rerank |
 export-embedder``.
 
 Exit codes: 0 success (an abstention is a success), 1 a problem of the environment (bad corpus,
@@ -183,6 +183,14 @@ def _parser() -> argparse.ArgumentParser:
     from .rerank_fit import add_arguments as rerank_arguments
 
     rerank_arguments(fit)
+
+    cross = sub.add_parser(
+        "train-cross-rerank",
+        help="train the cross-encoder that reorders the results near the top-k edge, on SQuAD train articles",
+    )
+    from .rerankers.train import add_arguments as cross_arguments
+
+    cross_arguments(cross)
     return p
 
 
@@ -308,6 +316,10 @@ def _run(args: argparse.Namespace) -> int:
         from .rerank_fit import main as rerank_main
 
         return rerank_main(args, eng)
+    if args.command == "train-cross-rerank":
+        from .rerankers.train import main as cross_main
+
+        return cross_main(args, eng)
     if args.command == "eval":
         from .evaluation import main as eval_main
 

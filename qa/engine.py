@@ -144,6 +144,12 @@ class Engine:
         warm = getattr(self.reader(), "warm_up", None)
         if warm is not None:
             warm()
+        if self.settings.cross_rerank_weight > 0:
+            from .rerankers import cross
+
+            cross.scorer(self.settings.cross_rerank_weights, self.settings.cross_rerank_threads).score(
+                "warm up", ["warm up"]
+            )
 
     # ------------------------------------------------------------ questions
 

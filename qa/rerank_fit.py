@@ -50,7 +50,7 @@ def candidates(engine, question: str, offsets, source: str) -> tuple[np.ndarray,
 
     s = engine.settings
     depth = max(1, s.rerank_depth)
-    hits = search(engine.index, engine.embedder, s.replace(rerank_depth=0), question, depth)
+    hits = search(engine.index, engine.embedder, s.replace(rerank_depth=0, cross_rerank_weight=0.0), question, depth)
     passages = hits.passages
     if not passages:
         return np.zeros((0, 0)), np.zeros(0, dtype=bool)

@@ -125,7 +125,34 @@ def search(
     features: dict[int, list] = {}
     if settings.rerank_depth > 0 and passages:
         passages = rerank(index, passages, query, qvecs[0], settings, features)
+    if settings.cross_rerank_weight > 0 and len(passages) > settings.cross_rerank_from + 1:
+        passages = cross_rerank(index, passages, query, qvecs[0], settings, features)
     return Hits(passages[:k], qvecs[0], lexical.tokenize(query), features)
+
+
+def cross_rerank(
+    index: Index,
+    passages: list[Passage],
+    question: str,
+    question_vector: np.ndarray,
+    settings: Settings,
+    features: dict[int, list],
+) -> list[Passage]:
+    """The results at ranks ``cross_rerank_from`` to ``cross_rerank_to`` - 1 reordered by their
+    score plus ``cross_rerank_weight`` times the cross-encoder's reading of the question with
+    their best sentence (``rerankers/cross.py``); the others keep their places, every score stays."""
+    from .rerankers import cross
+
+    rs = settings.replace(w_type=settings.w_rerank_type)
+    lo, hi = settings.cross_rerank_from, min(settings.cross_rerank_to, len(passages))
+    terms = question_terms(question)
+    texts = []
+    for p in passages[lo:hi]:
+        if p.chunk_id not in features:  # reranking off: the sentences as it would have scored them
+            features[p.chunk_id] = sentence_features(index, p.chunk_id, question, terms, question_vector, rs)
+        texts.append(cross.pair_text(p.title, cross.snippet(features[p.chunk_id], rs)))
+    scores = cross.scorer(settings.cross_rerank_weights, settings.cross_rerank_threads).score(question, texts)
+    return cross.reorder(passages, scores, settings.cross_rerank_weight, lo, hi)
 
 
 RERANK_FEATURES = 15  # must match Settings.rerank_model (see settings.RERANK_FEATURES)

@@ -103,6 +103,17 @@ class Settings:
         "`retrieval.rerank_features`, fitted by `python -m qa fit-rerank` on SQuAD train articles; "
         "empty: the hand weights w_rerank_dense and w_rerank_bm25.",
     )
+    cross_rerank_weight: float = _s(
+        0.05,
+        "Weight of the cross-encoder's score (rerankers/cross.py) added to the rerank score of the results "
+        "it reorders; 0: off. Chosen by `python -m qa train-cross-rerank` on SQuAD train articles.",
+    )
+    cross_rerank_from: int = _s(3, "First rank (0: the best result) the cross-encoder reorders.")
+    cross_rerank_to: int = _s(8, "Ranks cross_rerank_from to this one - 1 are reordered by the cross-encoder.")
+    cross_rerank_threads: int = _s(
+        2, "Threads scoring one question's results with the cross-encoder side by side, one result at a time each."
+    )
+    cross_rerank_weights: str = _s("", "Folder of the cross-encoder's graph and model card; empty: the package's own.")
     max_question_chars: int = _s(2000, "Longer questions are refused with a clear message.")
     max_k: int = _s(100, "Largest k accepted by retrieve and answer.")
     max_history_messages: int = _s(200, "Most messages in the history passed to answer (longer ones are refused).")
@@ -237,6 +248,18 @@ class Settings:
             _check_model("rerank_model", self.rerank_model, RERANK_FEATURES, "empty or ")
         if self.reader_rank_model:
             _check_model("reader_rank_model", self.reader_rank_model, READER_RANK_FEATURES, "empty or ")
+        if not (math.isfinite(self.cross_rerank_weight) and 0.0 <= self.cross_rerank_weight <= 100.0):
+            _bad("cross_rerank_weight", self.cross_rerank_weight, "a number from 0 (off) to 100")
+        if not 1 <= self.cross_rerank_threads <= 64:
+            _bad("cross_rerank_threads", self.cross_rerank_threads, "an integer from 1 to 64")
+        if not 0 <= self.cross_rerank_from <= 99:
+            _bad("cross_rerank_from", self.cross_rerank_from, "a rank from 0 to 99")
+        if not self.cross_rerank_from < self.cross_rerank_to <= 100:
+            _bad(
+                "cross_rerank_to",
+                self.cross_rerank_to,
+                f"a rank above cross_rerank_from ({self.cross_rerank_from}), at most 100",
+            )
         if not 0.0 <= self.dense_weight <= 1.0:
             _bad("dense_weight", self.dense_weight, "a number from 0 to 1")
         if not 0 < self.fetch_timeout <= 600:
@@ -303,7 +326,14 @@ READER_BACKENDS = ("auto", "onnx", "torch")
 READER_ABSTAIN_FEATURES = 11  # signals weighed by the trained reader's confidence (reading.trained.abstain_features)
 RERANK_FEATURES = 15  # what the learned rerank of fused results weighs (retrieval.rerank_features)
 READER_RANK_FEATURES = 13  # what the trained reader's choice among its guesses weighs (reading.trained.rank_features)
-_PATHS = ("corpus_dir", "index_dir", "model_path", "reader_weights", "milvus_uri")  # checked for NUL at creation
+_PATHS = (
+    "corpus_dir",
+    "index_dir",
+    "model_path",
+    "reader_weights",
+    "cross_rerank_weights",
+    "milvus_uri",
+)  # checked for NUL at creation
 # The least each integer setting may be; every other integer setting must be at least 0.
 _MIN_INT = {
     "max_file_bytes": 1,
@@ -382,7 +412,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "store": ("store", "milvus_uri", "milvus_collection"),
     "retrieval": (
         "candidates", "fusion", "rrf_k", "dense_weight", "rerank_depth", "w_rerank_dense", "w_rerank_bm25",
-        "rerank_model", "w_rerank_type",
+        "rerank_model", "w_rerank_type", "cross_rerank_weight", "cross_rerank_from", "cross_rerank_to",
+        "cross_rerank_threads", "cross_rerank_weights",
     ),
     "limits": ("max_question_chars", "max_k", "max_history_messages", "max_history_chars"),
     "conversation": ("history_turns",),

@@ -17,6 +17,7 @@ BAD = {
     "index_dir": "\x00",
     "model_path": "models/\x00x",
     "reader_weights": "w\x00",
+    "cross_rerank_weights": "c\x00",
     "milvus_uri": "ftp://milvus.example.com",
     "milvus_collection": "my-collection!",
     "model_id": " ",

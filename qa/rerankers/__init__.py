@@ -1,0 +1,1 @@
+"""Rerankers that read: a small cross-encoder reordering retrieval's results near the top-k edge."""
