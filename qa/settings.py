@@ -171,7 +171,7 @@ class Settings:
         6.0, "Trained reader: weight of the passage's retrieval score (minus the best one's) added to a span's score."
     )
     reader_rank_model: str = _s(
-        "0.2575,0.1094,0.03967,1.988,-0.1889,0.6215,0.186,-0.1089,0.5437,-0.1997,-0.07417,0.07316,0.1398,-0.5519",
+        "0.2202,0.1093,0.04018,1.948,-0.3082,0.6699,0.2297,-0.2226,0.5716,-0.1863,-0.1157,0.07386,0.141,-0.5556",
         "Trained reader: how it chooses among its span guesses, a linear score fitted listwise by `python -m qa "
         "calibrate-reader` on the scale of a logistic model (intercept, then weights of the features listed at "
         "`reading.trained.rank_features`); empty: by span score plus `reader_w_passage`.",
@@ -191,7 +191,7 @@ class Settings:
     )
     reader_weights: str = _s("", "Folder of the trained reader's weights and model card; empty: the package's own.")
     reader_abstain_model: str = _s(
-        "-4.76,0.0967,0.07519,0.06121,-0.03729,3.813,0.08257,0.6328,-0.4919,-2.074,4.289,0",
+        "-4.758,0.09748,0.07706,0.06354,-0.05505,3.743,0.1014,0.642,-0.5176,-1.908,4.304,0",
         "Trained reader's confidence model: intercept, then weights of the span score, span minus its window's "
         "no-answer score, span minus the lowest no-answer score, margin over the runner-up, top cosine, "
         "log(1+top BM25), known-word share, unknown-name share, rank of the span's passage, the best passage's "

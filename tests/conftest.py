@@ -25,9 +25,9 @@ DEV_KNOWN_MISSES = {
         "a sentence that names Turturro only as 'the actor', is not among the guesses the rank model prefers",
         "dev-08": "the chosen span is 'Patricia Arquette' in the cast list 'includes Adam Scott, Patricia Arquette, "
         "...'; 'Mark' in 'Scott -- who plays Mark --' is not chosen",
-        "dev-13": "answered ('Dan Erickson', from 'Severance is the brainchild of Dan Erickson') at confidence 0.63 "
+        "dev-13": "answered ('Dan Erickson', from 'Severance is the brainchild of Dan Erickson') at confidence 0.645 "
         "against the threshold 0.6: the confidence model refitted with the listwise rank model (2026-12-07) moved it "
-        "from 0.57; no held-out question set the threshold by it",
+        "from 0.57 to 0.63, and again with the cross-encoder rerank to 0.645; no held-out question set the threshold by it",
     },
     "picker": {
         "dev-04": "refused: its confidence model, fitted on held-out SQuAD train articles (calibrate-reader "
@@ -114,9 +114,22 @@ def real_engine(tmp_path_factory, real_embedder):
 def _fast_tier_reader(request, monkeypatch):
     """Fast-tier tests answer with the sentence picker (QA_READER=picker) unless they set a reader
     themselves: the trained reader needs the real network, which only the slow tier loads. Its
-    logic has fast tests of its own with a fake span reader (test_reader.py)."""
+    logic has fast tests of its own with a fake span reader (test_reader.py). The same for the
+    cross-encoder rerank."""
     if request.node.get_closest_marker("slow") is None and request.node.get_closest_marker("browser") is None:
         monkeypatch.setenv("QA_READER", "picker")
+        # nor the cross-encoder rerank: a scorer giving every result 0 leaves the rerank's order
+        # (test_cross_rerank.py tests it with fakes of its own, and the slow tier with the real graph)
+        from qa.rerankers import cross
+
+        monkeypatch.setattr(cross, "scorer", lambda folder=None, threads=1: _ZeroScorer())
+
+
+class _ZeroScorer:
+    def score(self, question, texts):
+        import numpy as np
+
+        return np.zeros(len(texts), dtype=np.float32)
 
 
 def pytest_configure(config):
