@@ -252,10 +252,7 @@ def export_onnx(network, path: Path, exclude=None) -> Path:
     outside, from the packaged model, so the 11.7 M frozen numbers are not shipped twice).
     ``exclude(names)``, given the float graph's MatMul node names, returns those to keep in float;
     with it only MatMuls are quantized (for comparing graphs: ``tests/graphbench.py``)."""
-    import tempfile
-
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     class Graph(torch.nn.Module):
         def __init__(self, net) -> None:
@@ -269,23 +266,35 @@ def export_onnx(network, path: Path, exclude=None) -> Path:
             start, end = self.net.span(h).unbind(-1)
             return start, end
 
-    graph = Graph(network.to("cpu").float()).eval()
+    axes = {0: "windows", 1: "tokens"}
+    return export_int8(Graph(network.to("cpu").float()).eval(), network, path, {"start": axes, "end": axes}, exclude)
+
+
+def export_int8(graph, network, path: Path, outputs: dict[str, dict[int, str]], exclude=None) -> Path:
+    """``graph`` (a module taking ``inputs_embeds``, ``attention_mask`` and ``token_type_ids`` of
+    any batch and length; ``network.encoder`` gives its word embeddings) exported to ONNX and
+    quantized to int8 (per-channel, dynamic) at ``path``, written atomically. ``outputs``: each
+    output's name and dynamic axes; ``exclude`` as for ``export_onnx``."""
+    import tempfile
+    import warnings
+
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     ids = torch.full((2, 24), 1000, dtype=torch.long)
     mask, types = torch.ones_like(ids), torch.zeros_like(ids)
     embeds = network.encoder.embeddings.word_embeddings(ids).detach()
-    axes = {0: "windows", 1: "tokens"}
-    import warnings
-
+    axes = {0: "batch", 1: "tokens"}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        fp32 = Path(tmp) / "reader.onnx"
+        fp32 = Path(tmp) / "graph.onnx"
         torch.onnx.export(
             graph,
             (embeds, mask, types),
             str(fp32),
             input_names=["inputs_embeds", "attention_mask", "token_type_ids"],
-            output_names=["start", "end"],
-            dynamic_axes={n: axes for n in ("inputs_embeds", "attention_mask", "token_type_ids", "start", "end")},
+            output_names=list(outputs),
+            dynamic_axes={"inputs_embeds": axes, "attention_mask": axes, "token_type_ids": axes, **outputs},
             opset_version=17,
             dynamo=False,
         )

@@ -305,11 +305,9 @@ def choose(rows: list[dict], scores: list[np.ndarray]) -> tuple[dict, list[dict]
 
 def export(net, path: Path) -> Path:
     """The network as an int8 ONNX graph (per-channel dynamic quantization) taking ``inputs_embeds``."""
-    import tempfile
-    import warnings
-
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..reading.model import export_int8
 
     class Graph(torch.nn.Module):
         def __init__(self, net) -> None:
@@ -320,28 +318,7 @@ def export(net, path: Path) -> Path:
             return self.net(inputs_embeds=inputs_embeds, attention_mask=attention_mask, token_type_ids=token_type_ids)
 
     net = net.to("cpu").float().eval()
-    ids = torch.full((2, 24), 1000, dtype=torch.long)
-    mask, types = torch.ones_like(ids), torch.zeros_like(ids)
-    embeds = net.encoder.embeddings.word_embeddings(ids).detach()
-    axes = {0: "pairs", 1: "tokens"}
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        fp32 = Path(tmp) / "cross.onnx"
-        torch.onnx.export(
-            Graph(net),
-            (embeds, mask, types),
-            str(fp32),
-            input_names=["inputs_embeds", "attention_mask", "token_type_ids"],
-            output_names=["score"],
-            dynamic_axes={"inputs_embeds": axes, "attention_mask": axes, "token_type_ids": axes, "score": {0: "pairs"}},
-            opset_version=17,
-            dynamo=False,
-        )
-        part = path.with_suffix(".tmp")
-        quantize_dynamic(str(fp32), str(part), weight_type=QuantType.QInt8, per_channel=True)
-    part.chmod(0o644)
-    part.replace(path)
-    return path
+    return export_int8(Graph(net).eval(), net, path, {"score": {0: "batch"}})
 
 
 def model_card_markdown(card: dict) -> str:
