@@ -145,10 +145,10 @@ def cross_rerank(
 
     rs = settings.replace(w_type=settings.w_rerank_type)
     lo, hi = settings.cross_rerank_from, min(settings.cross_rerank_to, len(passages))
-    terms = question_terms(question)
     texts = []
     for p in passages[lo:hi]:
         if p.chunk_id not in features:  # reranking off: the sentences as it would have scored them
+            terms = question_terms(question)
             features[p.chunk_id] = sentence_features(index, p.chunk_id, question, terms, question_vector, rs)
         texts.append(cross.pair_text(p.title, cross.snippet(features[p.chunk_id], rs)))
     scores = cross.scorer(settings.cross_rerank_weights, settings.cross_rerank_threads).score(question, texts)

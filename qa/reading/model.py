@@ -377,13 +377,13 @@ def load_network(folder: Path = WEIGHTS_DIR, model_path: str | Path | None = Non
     return network, card
 
 
-def question_prefix(tokenizer, question: str) -> str:
-    """The question cut to ``MAX_QUESTION_TOKENS`` tokens (a longer one would leave no room for the passage)."""
+def question_prefix(tokenizer, question: str, limit: int = MAX_QUESTION_TOKENS) -> str:
+    """The question cut to ``limit`` tokens (a longer one would leave no room for the passage)."""
     enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
     offsets = enc["offset_mapping"]
-    if len(offsets) <= MAX_QUESTION_TOKENS:
+    if len(offsets) <= limit:
         return question
-    return question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+    return question[: offsets[limit - 1][1]]
 
 
 def encode_windows(tokenizer, questions: list[str], passages: list[str], config: WindowConfig):

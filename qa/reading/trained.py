@@ -76,6 +76,17 @@ def share_out(lengths: Sequence[int], workers: int) -> list[list[int]]:
     return [x for x in shares if x]
 
 
+def run_shared(run, lengths: Sequence[int], pool, threads: int) -> None:
+    """``run(indices)`` over ``share_out(lengths, threads)``: the first share on this thread, the
+    others on ``pool``'s helpers (none: all here), returning when every share is done."""
+    shares = share_out(lengths, threads if pool else 1)
+    helpers = [pool.submit(run, share) for share in shares[1:]] if pool else []
+    if shares:
+        run(shares[0])
+    for h in helpers:
+        h.result()
+
+
 class SpanReader:
     """The trained network, loaded on first use from the package's weights (or ``folder``).
     ``backend``: 'onnx' (the int8 graph through onnxruntime), 'torch' (the float weights), or
@@ -226,11 +237,7 @@ class SpanReader:
                 s, e = self._run(ids, mask, types)
                 start[i], end[i] = s[0], e[0]
 
-        shares = share_out([w[0].shape[1] for w in windows], self.threads if self._pool else 1)
-        helpers = [self._pool.submit(run, share) for share in shares[1:]] if self._pool else []
-        run(shares[0])
-        for h in helpers:
-            h.result()
+        run_shared(run, [w[0].shape[1] for w in windows], self._pool, self.threads)
         return start, end
 
     def _run_padded(self, windows) -> tuple[list, list]:

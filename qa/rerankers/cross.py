@@ -121,9 +121,7 @@ class CrossScorer:
                 tok = Tokenizer.from_file(tok_file)
                 tok.no_padding()
                 tok.enable_truncation(int(card.get("max_tokens", MAX_TOKENS)), strategy="only_second")
-                question_tok = Tokenizer.from_file(tok_file)
-                question_tok.no_padding()
-                question_tok.no_truncation()
+                question_tok = rm.FastTokenizer(self.model_path)
             except ModelError:
                 raise
             except Exception as e:  # noqa: BLE001 - a broken install must be one clear error
@@ -134,12 +132,6 @@ class CrossScorer:
                 self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="qa-cross")
             self.card, self._words, self._tok, self._question_tok = card, words, tok, question_tok
             self._session = session
-
-    def _question(self, question: str) -> str:
-        enc = self._question_tok.encode(question, add_special_tokens=False)
-        if len(enc.ids) <= MAX_QUESTION_TOKENS:
-            return question
-        return question[: enc.offsets[MAX_QUESTION_TOKENS - 1][1]]
 
     def score(self, question: str, texts: Sequence[str]) -> np.ndarray:
         """One score per text (higher: more likely to hold the answer). Each pair runs alone (no
@@ -153,9 +145,10 @@ class CrossScorer:
         return _INFERENCE.run(lambda: self._score(question, texts), urgent=True)
 
     def _score(self, question: str, texts: Sequence[str]) -> np.ndarray:
-        from ..reading.trained import share_out
+        from ..reading.model import question_prefix
+        from ..reading.trained import run_shared
 
-        q = self._question(question)
+        q = question_prefix(self._question_tok, question, MAX_QUESTION_TOKENS)
         encs = self._tok.encode_batch([(q, t) for t in texts], add_special_tokens=True)
         out = np.zeros(len(encs), dtype=np.float32)
 
@@ -166,11 +159,7 @@ class CrossScorer:
                 feed = {"inputs_embeds": self._words[ids], "attention_mask": np.ones_like(ids), "token_type_ids": types}
                 out[i] = float(self._session.run(None, feed)[0].reshape(-1)[0])
 
-        shares = share_out([len(e.ids) for e in encs], self.threads if self._pool else 1)
-        helpers = [self._pool.submit(run, share) for share in shares[1:]] if self._pool else []
-        run(shares[0])
-        for h in helpers:
-            h.result()
+        run_shared(run, [len(e.ids) for e in encs], self._pool, self.threads)
         return out
 
 
