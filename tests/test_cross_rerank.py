@@ -166,6 +166,14 @@ def test_shipped_graph_takes_a_huge_question_and_batch_order_is_irrelevant(shipp
 
 
 @pytest.mark.slow
+def test_shipped_graph_reads_news_typography_as_the_training_text(shipped):
+    """ "--" and curly quotes score as the em dash and straight quotes SQuAD writes (model.plain_typography)."""
+    news = [cross.pair_text("T", "Scott -- who plays \u201cMark\u201d -- is back. He\u2019s filming.")]
+    plain = [cross.pair_text("T", 'Scott \u2014 who plays "Mark" \u2014 is back. He\'s filming.')]
+    assert shipped.score("Who\u2019s Mark?", news)[0] == pytest.approx(shipped.score("Who's Mark?", plain)[0], abs=1e-6)
+
+
+@pytest.mark.slow
 def test_shipped_card_is_checked(tmp_path, shipped):
     folder = tmp_path / "w"
     shutil.copytree(cross.WEIGHTS_DIR, folder)

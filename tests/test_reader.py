@@ -265,6 +265,32 @@ def test_span_reader_ranks_passages_and_drops_duplicates(tokenizer):
     assert reader.read("Who?", []) == Reading([], [])
 
 
+def test_plain_typography_writes_news_typography_as_the_training_text_same_length():
+    news = "Scott -- who plays Mark -- said \u201cit\u2019s back\u201d; \u2018Irving\u2019 ---- 5\u2032 \u201eja\u201f"
+    plain = rm.plain_typography(news)
+    assert len(plain) == len(news)
+    assert plain == "Scott \u2014  who plays Mark \u2014  said \"it's back\"; 'Irving' \u2014 \u2014  5' \"ja\""
+    text = 'Plain text: it\'s "quoted" \u2014 and a-b, 1990\u20131995.'
+    assert rm.plain_typography(text) == text
+
+
+def test_windows_read_news_typography_as_training_text_at_the_texts_own_offsets(tokenizer):
+    """The network reads "--" and curly quotes as SQuAD writes them, while every offset still points
+    into the passage as it is, so the span's text is taken verbatim from the file."""
+    news = "In a photo, Scott -- who plays \u201cMark\u201d -- is seen running. He\u2019s back."
+    plain = 'In a photo, Scott \u2014 who plays "Mark" \u2014 is seen running. He\'s back.'
+    config = rm.WindowConfig()
+    a = rm.encode_windows(tokenizer, ["Who does Scott\u2019s character play?"], [news], config)
+    b = rm.encode_windows(tokenizer, ["Who does Scott's character play?"], [plain], config)
+    assert a["input_ids"] == b["input_ids"]
+    file_text = "z" * 40 + news
+    p = passage_at(file_text, 40, len(file_text))
+    reading = pointing_reader(tokenizer, "Mark").read("Who does Scott play?", [p])
+    g = reading.spans[0]
+    assert g.text == "Mark" and file_text[g.start : g.end] == "Mark"
+    assert all(file_text[x.start : x.end] == x.text for x in reading.spans)
+
+
 @pytest.mark.parametrize(
     "lengths, workers",
     [([192, 192, 80, 150, 192, 60, 190], 2), ([10], 2), ([5, 5, 5], 1), ([7, 3, 9, 1, 4], 3), ([], 2)],

@@ -377,6 +377,33 @@ def load_network(folder: Path = WEIGHTS_DIR, model_path: str | Path | None = Non
     return network, card
 
 
+# Typography that SQuAD's Wikipedia text writes one way and news copy another, mapped one character
+# for one so that every offset stays the text's own: curly quotes and primes to straight ones
+# (SQuAD train: 17,135 "'" against 363 "’"; 23,673 '"' against 105 "“"), and "--", wire
+# copy's ASCII em dash (9 times in SQuAD train, 1,370 em dashes), to an em dash and a space.
+_QUOTES = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+    }
+)
+
+
+def plain_typography(text: str) -> str:
+    """``text`` with news typography written as the reader's training text writes it, the same length
+    (what the network reads; quotes and offsets are always taken from the text itself)."""
+    out = text.translate(_QUOTES)
+    return out.replace("--", "\u2014 ") if "--" in out else out
+
+
 def question_prefix(tokenizer, question: str, limit: int = MAX_QUESTION_TOKENS) -> str:
     """The question cut to ``limit`` tokens (a longer one would leave no room for the passage)."""
     enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
@@ -390,10 +417,12 @@ def encode_windows(tokenizer, questions: list[str], passages: list[str], config:
     """Tokenize (question, passage) pairs into overlapping windows. The result maps each window
     back to its pair (``overflow_to_sample_mapping``) and each token to passage characters
     (``offset_mapping``; ``sequence_ids`` tells passage tokens, id 1, from the rest)."""
-    prefixes = {q: question_prefix(tokenizer, q) for q in dict.fromkeys(questions)}  # one question, k passages
+    prefixes = {
+        q: question_prefix(tokenizer, plain_typography(q)) for q in dict.fromkeys(questions)
+    }  # one question, k passages
     return tokenizer(
         [prefixes[q] for q in questions],
-        passages,
+        [plain_typography(p) for p in passages],
         truncation="only_second",
         max_length=config.max_length,
         stride=config.stride,

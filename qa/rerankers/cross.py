@@ -145,11 +145,11 @@ class CrossScorer:
         return _INFERENCE.run(lambda: self._score(question, texts), urgent=True)
 
     def _score(self, question: str, texts: Sequence[str]) -> np.ndarray:
-        from ..reading.model import question_prefix
+        from ..reading.model import plain_typography, question_prefix
         from ..reading.trained import run_shared
 
-        q = question_prefix(self._question_tok, question, MAX_QUESTION_TOKENS)
-        encs = self._tok.encode_batch([(q, t) for t in texts], add_special_tokens=True)
+        q = question_prefix(self._question_tok, plain_typography(question), MAX_QUESTION_TOKENS)
+        encs = self._tok.encode_batch([(q, plain_typography(t)) for t in texts], add_special_tokens=True)
         out = np.zeros(len(encs), dtype=np.float32)
 
         def run(share: list[int]) -> None:

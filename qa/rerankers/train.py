@@ -183,6 +183,9 @@ def network(layers: int):
 def _encode(tok, questions: list[str], texts: list[str]):
     import torch
 
+    from ..reading.model import plain_typography
+
+    questions, texts = [plain_typography(q) for q in questions], [plain_typography(t) for t in texts]
     enc = tok(questions, texts, truncation="only_second", max_length=MAX_TOKENS, padding=True, return_tensors="pt")
     if "token_type_ids" not in enc:
         enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
