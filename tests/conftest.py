@@ -35,6 +35,10 @@ DEV_KNOWN_MISSES = {
         "replaced answered it (README, Refusing)",
     },
 }
+# Known misses on the threshold's edge, whose outcome differs between machines (the same code gave
+# the picker's dev-04 a confidence of 0.74 on earlier machines and 0.760 on an AVX2-only AMD EPYC,
+# 2026-12-07): expected failures that may pass, not strict ones.
+DEV_BORDERLINE = {("picker", "dev-04")}
 
 
 @pytest.fixture
