@@ -400,8 +400,7 @@ _QUOTES = str.maketrans(
 def plain_typography(text: str) -> str:
     """``text`` with news typography written as the reader's training text writes it, the same length
     (what the network reads; quotes and offsets are always taken from the text itself)."""
-    out = text.translate(_QUOTES)
-    return out.replace("--", "\u2014 ") if "--" in out else out
+    return text.translate(_QUOTES).replace("--", "\u2014 ")
 
 
 def question_prefix(tokenizer, question: str, limit: int = MAX_QUESTION_TOKENS) -> str:
@@ -417,9 +416,8 @@ def encode_windows(tokenizer, questions: list[str], passages: list[str], config:
     """Tokenize (question, passage) pairs into overlapping windows. The result maps each window
     back to its pair (``overflow_to_sample_mapping``) and each token to passage characters
     (``offset_mapping``; ``sequence_ids`` tells passage tokens, id 1, from the rest)."""
-    prefixes = {
-        q: question_prefix(tokenizer, plain_typography(q)) for q in dict.fromkeys(questions)
-    }  # one question, k passages
+    # one question, k passages: its prefix is cut once
+    prefixes = {q: question_prefix(tokenizer, plain_typography(q)) for q in dict.fromkeys(questions)}
     return tokenizer(
         [prefixes[q] for q in questions],
         [plain_typography(p) for p in passages],
